@@ -1,0 +1,59 @@
+"""Single-process communicator: every collective is a copy."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NoReturn
+
+import numpy as np
+from numba import njit
+from numpy.typing import NDArray
+
+
+@njit(cache=True)
+def serial_exchange(send, recv, count):  # pragma: no cover - jitted
+    """Allgather with one rank: copy ``count`` items of ``send`` into ``recv``."""
+    for i in range(count):
+        recv[i] = send[i]
+    return 0
+
+
+class SerialComm:
+    """The trivial communicator used when no MPI launcher started the process."""
+
+    rank = 0
+    size = 1
+    kind = "serial"
+
+    def allreduce_sum(self, x: NDArray) -> NDArray:
+        return np.array(x, copy=True)
+
+    def allreduce_max(self, x: NDArray) -> NDArray:
+        return np.array(x, copy=True)
+
+    def allgather_counts(self, count: int) -> NDArray[np.int64]:
+        return np.array([count], dtype=np.int64)
+
+    def allgatherv(self, send: NDArray, counts: NDArray[np.int64]) -> NDArray:
+        return np.array(send, copy=True)
+
+    def gatherv(self, send: NDArray, counts: NDArray[np.int64], root: int = 0) -> NDArray | None:
+        return np.array(send, copy=True)
+
+    def alltoallv(self, send: NDArray, send_counts: NDArray[np.int64]) -> NDArray:
+        return np.array(send, copy=True)
+
+    def bcast(self, obj: Any, root: int = 0) -> Any:
+        return obj
+
+    def allgather_obj(self, obj: Any) -> list[Any]:
+        return [obj]
+
+    def barrier(self) -> None:
+        return None
+
+    def abort(self, code: int = 1) -> NoReturn:
+        os._exit(code)
+
+    def step_exchange(self) -> Any:
+        return serial_exchange

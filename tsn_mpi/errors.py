@@ -1,0 +1,45 @@
+"""User-facing error types.
+
+Every error a user can fix (bad config, missing file, wrong checkpoint) is a subclass of
+:class:`TsnError`; the CLI prints its message as one line on rank 0 and exits with code 2.
+"""
+
+from __future__ import annotations
+
+
+class TsnError(Exception):
+    """Base class of errors caused by user input; the message names the culprit."""
+
+    exit_code = 2
+
+
+class ConfigError(TsnError):
+    """A configuration key is unknown, mistyped or out of range."""
+
+
+class PluginError(TsnError):
+    """A plugin cannot be imported or returned something of the wrong shape."""
+
+
+class DataFileError(TsnError):
+    """A data file (targets, rates, network) is missing or malformed."""
+
+
+class CheckpointError(TsnError):
+    """A checkpoint is missing, incomplete, or belongs to another model."""
+
+
+class LaunchError(TsnError):
+    """The job was launched inconsistently (e.g. N singletons instead of one N-rank job)."""
+
+
+class DivergenceError(TsnError):
+    """Weights, P or currents became non-finite during training."""
+
+    exit_code = 3
+
+
+class Interrupted(TsnError):
+    """SIGTERM/SIGINT arrived; a checkpoint was written and the run stopped cleanly."""
+
+    exit_code = 130
