@@ -122,7 +122,9 @@ class MpiComm:
         self._c.Gatherv(send, None, root=root)
         return None
 
-    def alltoallv(self, send: NDArray, send_counts: NDArray[np.int64]) -> NDArray:
+    def alltoallv(
+        self, send: NDArray, send_counts: NDArray[np.int64]
+    ) -> tuple[NDArray, NDArray[np.int64]]:
         send = np.ascontiguousarray(send)
         row = int(np.prod(send.shape[1:])) if send.ndim > 1 else 1
         sc = np.asarray(send_counts, dtype=np.int64)
@@ -133,7 +135,7 @@ class MpiComm:
         rd = np.concatenate(([0], np.cumsum(rc)[:-1])) * row
         t = _mpi()._typedict[send.dtype.char]
         self._c.Alltoallv([send, (sc * row, sd), t], [out, (rc * row, rd), t])
-        return out
+        return out, rc
 
     def bcast(self, obj: Any, root: int = 0) -> Any:
         return self._c.bcast(obj, root=root)

@@ -12,8 +12,8 @@ from numpy.typing import NDArray
 
 @njit(cache=True)
 def serial_exchange(send, recv, count):  # pragma: no cover - jitted
-    """Allgather with one rank: copy ``count`` items of ``send`` into ``recv``."""
-    for i in range(count):
+    """Allgather with one rank: copy the used part (send[0] ids + the count) into ``recv``."""
+    for i in range(min(count, send[0] + 1)):
         recv[i] = send[i]
     return 0
 
@@ -40,8 +40,10 @@ class SerialComm:
     def gatherv(self, send: NDArray, counts: NDArray[np.int64], root: int = 0) -> NDArray | None:
         return np.array(send, copy=True)
 
-    def alltoallv(self, send: NDArray, send_counts: NDArray[np.int64]) -> NDArray:
-        return np.array(send, copy=True)
+    def alltoallv(
+        self, send: NDArray, send_counts: NDArray[np.int64]
+    ) -> tuple[NDArray, NDArray[np.int64]]:
+        return np.array(send, copy=True), np.array([len(send)], dtype=np.int64)
 
     def bcast(self, obj: Any, root: int = 0) -> Any:
         return obj

@@ -1,0 +1,159 @@
+"""Run the network plugins for the owned neurons and assemble this rank's :class:`Network`.
+
+Data flow of ``init``: static lists are generated for the *presynaptic* neurons each rank owns
+(fixed out-degree, spec §9.1) and sent with one Alltoallv per block to the ranks owning the
+postsynaptic neurons, which keep them as incoming CSR sorted by presynaptic id.  Plastic
+partners, targets and stimulus are generated directly for the owned postsynaptic neurons.
+Nothing of size O(N × anything) is ever held by one rank.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tsn_mpi.config import load_plugin
+from tsn_mpi.errors import PluginError
+from tsn_mpi.network.csr import counting_order, remap_codes, small_codebook
+from tsn_mpi.network.stimulus import OnlineOU
+
+STATIC_BLOCK = 8192  # presynaptic neurons generated per Alltoallv round
+
+
+@dataclass
+class Network:
+    """Everything the owned neurons need, indexed by local id (lid = gid - owned.start)."""
+
+    n_cells: int
+    owned: range
+    st_indptr: np.ndarray          # (n_owned+1,) int64 incoming static CSR
+    st_pre: np.ndarray             # (nnz,) int32 presynaptic gids, increasing per post
+    st_code: np.ndarray            # (nnz,) uint8/uint16 index into st_table, or int32 arange
+    st_table: np.ndarray           # (n_codes,) float32 distinct static weights
+    pl_pre: np.ndarray             # (n_owned, m) int32 plastic presynaptic gids, -1 = none
+    w_in: np.ndarray               # (n_owned, m) float32 plastic weights
+    w_ff: np.ndarray               # (n_owned, l_ff) float32 feed-forward plastic weights
+    targets: np.ndarray            # (ntasks, n_learn, n_owned) float32
+    stimulus: Any                  # OnlineOU or (ntasks, n_stim_steps, n_owned) float32
+    ff_rates: np.ndarray           # (n_ff_steps, l_ff) float64, same on every rank
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_owned(self) -> int:
+        return len(self.owned)
+
+
+def _check_array(name: str, arr: Any, shape: tuple[int, ...], key: str) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.shape != shape:
+        raise PluginError(f"{key}: {name} has shape {arr.shape}, expected {shape}")
+    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+        raise PluginError(f"{key}: {name} contains non-finite values")
+    return arr
+
+
+def build_static(ctx, comm, part) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Incoming static CSR of the owned neurons: (indptr, pre gids, codes, weight table)."""
+    key = "network.static_plugin"
+    fn = load_plugin(ctx.cfg.network.static_plugin, key, ctx.run_dir)
+    owned, n = ctx.owned, ctx.derived.n_cells
+    n_blocks = int(comm.allreduce_max(np.array([-(-len(owned) // STATIC_BLOCK)]))[0])
+    received: list[list[np.ndarray]] = [[] for _ in range(comm.size)]
+    for b in range(n_blocks):
+        pres = range(
+            min(owned.start + b * STATIC_BLOCK, owned.stop),
+            min(owned.start + (b + 1) * STATIC_BLOCK, owned.stop),
+        )
+        indptr, post, w = fn(ctx, pres)
+        indptr = np.asarray(indptr, dtype=np.int64)
+        if indptr.shape != (len(pres) + 1,) or indptr[0] != 0 or np.any(np.diff(indptr) < 0):
+            raise PluginError(f"{key}: indptr must be non-decreasing of length {len(pres) + 1}")
+        post = np.asarray(post).astype(np.int32, copy=False)
+        w = np.asarray(w, dtype=np.float32)
+        if post.shape != (indptr[-1],) or w.shape != post.shape:
+            raise PluginError(f"{key}: post ids and weights must have indptr[-1] entries")
+        if post.size and (post.min() < 0 or post.max() >= n):
+            raise PluginError(f"{key}: postsynaptic ids out of range [0, {n})")
+        pre_ids = np.repeat(np.arange(pres.start, pres.stop, dtype=np.int32), np.diff(indptr))
+        dest = part.owner_of(post) if comm.size > 1 else np.zeros(post.size, np.int64)
+        order, dptr = counting_order(dest, comm.size)
+        send = np.empty((post.size, 3), dtype=np.int32)
+        send[:, 0] = pre_ids[order]
+        send[:, 1] = post[order]
+        send[:, 2] = w[order].view(np.int32)
+        recv, rcounts = comm.alltoallv(send, np.diff(dptr))
+        offs = np.concatenate(([0], np.cumsum(rcounts)))
+        for r in range(comm.size):
+            received[r].append(recv[offs[r] : offs[r + 1]])
+        del send, recv
+    allrows = np.concatenate([c for per_rank in received for c in per_rank]) if n_blocks else (
+        np.zeros((0, 3), np.int32))
+    del received
+    post_lid = (allrows[:, 1] - owned.start).astype(np.int64)
+    order, indptr = counting_order(post_lid, len(owned))
+    pre = np.ascontiguousarray(allrows[order, 0])
+    w = np.ascontiguousarray(allrows[order, 2]).view(np.float32)
+    del allrows, order, post_lid
+    codes, table, ok = small_codebook(w, 256)
+    ok_all = bool(comm.allreduce_max(np.array([0 if ok else 1]))[0] == 0)
+    if ok_all:
+        tables = comm.allgather_obj(np.asarray(table))
+        gtable = np.unique(np.concatenate(tables)).astype(np.float32)
+        if gtable.size <= 256:
+            mapping = np.searchsorted(gtable, table).astype(np.int64)
+            return indptr, pre, remap_codes(codes, mapping), gtable
+    # many distinct weights: store them directly (code = position)
+    return indptr, pre, np.arange(w.size, dtype=np.int32), w.copy()
+
+
+def build_plastic(ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    key = "plastic.plugin"
+    fn = load_plugin(ctx.cfg.plastic.plugin, key, ctx.run_dir)
+    d, n_owned = ctx.derived, len(ctx.owned)
+    pre, w, w_ff = fn(ctx)
+    pre = _check_array("pre", pre, (n_owned, d.n_plastic), key).astype(np.int32)
+    w = _check_array("weights", w, (n_owned, d.n_plastic), key).astype(np.float32)
+    w_ff = _check_array("ff weights", w_ff, (n_owned, d.l_ff), key).astype(np.float32)
+    if pre.size and (pre.min() < -1 or pre.max() >= d.n_cells):
+        raise PluginError(f"{key}: presynaptic ids out of range [0, {d.n_cells}) (-1 = none)")
+    w[pre < 0] = 0.0
+    return pre, w, w_ff
+
+
+def build_targets(ctx) -> np.ndarray:
+    key = "targets.plugin"
+    fn = load_plugin(ctx.cfg.targets.plugin, key, ctx.run_dir)
+    d, n_owned = ctx.derived, len(ctx.owned)
+    tasks = ctx.init.get("itasks", list(range(d.ntasks)))
+    out = np.empty((len(tasks), d.n_learn, n_owned), dtype=np.float32)
+    for q, task in enumerate(tasks):
+        out[q] = _check_array(f"task {task}", fn(ctx, task), (d.n_learn, n_owned), key)
+    return out
+
+
+def build_stimulus(ctx) -> Any:
+    key = "stimulus.plugin"
+    fn = load_plugin(ctx.cfg.stimulus.plugin, key, ctx.run_dir)
+    d, n_owned = ctx.derived, len(ctx.owned)
+    tasks = ctx.init.get("itasks", list(range(d.ntasks)))
+    results = [fn(ctx, task) for task in tasks]
+    if all(isinstance(r, OnlineOU) for r in results):
+        if len(set(results)) != 1:
+            raise PluginError(f"{key}: online OU parameters must be the same for every task")
+        return results[0]
+    out = np.empty((len(tasks), d.n_stim_steps, n_owned), dtype=np.float32)
+    for q, r in enumerate(results):
+        out[q] = _check_array(f"task {tasks[q]}", r, (d.n_stim_steps, n_owned), key)
+    return out
+
+
+def build_ff_rates(ctx) -> np.ndarray:
+    d = ctx.derived
+    n_ff_steps = d.n_steps - d.stim_off_step
+    if d.l_ff == 0:
+        return np.zeros((n_ff_steps, 0), dtype=np.float64)
+    key = "feedforward.plugin"
+    fn = load_plugin(ctx.cfg.feedforward.plugin, key, ctx.run_dir)
+    return _check_array("rates", fn(ctx), (n_ff_steps, d.l_ff), key).astype(np.float64)

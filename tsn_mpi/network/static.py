@@ -1,0 +1,62 @@
+"""Default static (balanced) connectivity plugin: fixed out-degree Erdős–Rényi (spec §9.1).
+
+Every presynaptic neuron i draws 2K distinct postsynaptic partners among the N-1 other neurons
+(no autapses) from its own stream (seed, STATIC, i); weights depend on the (pre, post)
+populations.  Plugins return outgoing lists for the presynaptic ids they are given, so the
+builder can generate each rank's share and redistribute connections to the ranks owning the
+postsynaptic neurons.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from tsn_mpi import rng
+from tsn_mpi.network.sampling import floyd_sample, scratch_table
+
+
+@njit(cache=True)
+def _er_out(seed, pre_lo, pre_hi, n, k2, n_exc, w_ee, w_ie, w_ei, w_ii, table):  # pragma: no cover
+    npre = pre_hi - pre_lo
+    indptr = np.empty(npre + 1, dtype=np.int64)
+    post = np.empty(npre * k2, dtype=np.int32)
+    weight = np.empty(npre * k2, dtype=np.float32)
+    buf = np.empty(k2, dtype=np.int64)
+    st = np.empty(1, dtype=np.uint64)
+    indptr[0] = 0
+    for p in range(npre):
+        pre = pre_lo + p
+        st[0] = rng.stream_state(seed, rng.STATIC, pre, 0)
+        floyd_sample(st, 0, n - 1, k2, table, buf)
+        for q in range(k2):
+            if buf[q] >= pre:
+                buf[q] += 1
+        buf.sort()
+        pre_exc = pre < n_exc
+        for q in range(k2):
+            j = buf[q]
+            post[p * k2 + q] = j
+            post_exc = j < n_exc
+            if pre_exc:
+                weight[p * k2 + q] = w_ee if post_exc else w_ie
+            else:
+                weight[p * k2 + q] = w_ei if post_exc else w_ii
+        indptr[p + 1] = (p + 1) * k2
+    return indptr, post, weight
+
+
+def erdos_renyi(ctx, pre: range) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Outgoing static lists of the presynaptic neurons in ``pre``.
+
+    Returns CSR ``(indptr (len(pre)+1,), post gids (int32), weights (float32))``, posts sorted.
+    """
+    d = ctx.derived
+    k2 = 2 * d.k
+    if k2 == 0 or len(pre) == 0:
+        return np.zeros(len(pre) + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
+    (w_ee, w_ie), (w_ei, w_ii) = d.w_static
+    return _er_out(
+        ctx.seed, pre.start, pre.stop, d.n_cells, k2, d.n_exc, w_ee, w_ie, w_ei, w_ii,
+        scratch_table(k2),
+    )

@@ -1,0 +1,227 @@
+"""Trial driver: owns the per-rank state of the time loop and runs it chunk by chunk.
+
+A :class:`Simulator` is built once per phase from the rank's :class:`Network`; each trial
+starts with :meth:`start_trial` and advances with :meth:`advance` over step ranges.  The
+training driver calls RLS between chunks (learning happens at the *start* of a step, spec §3.3
+step 2) using :meth:`traces_at`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tsn_mpi import rng
+from tsn_mpi.backends.cpu.loop import (
+    MODE_INIT,
+    MODE_TEST,
+    MODE_TRAIN,
+    MODE_TRAIN_TEST,
+    NOISE_CURRENT,
+    NOISE_VOLTAGE,
+    draw_normals,
+    init_voltages,
+    run_steps,
+    trace_values,
+)
+from tsn_mpi.network.csr import invert_incoming
+from tsn_mpi.network.stimulus import OnlineOU
+from tsn_mpi.simulate.rolling import bins_from_groups, group_counts, sample_groups
+
+MODES = {"init": MODE_INIT, "train": MODE_TRAIN, "train_test": MODE_TRAIN_TEST, "test": MODE_TEST}
+ROLL_NAMES = ("utotal", "ubal_e", "ubal_i", "uplastic")
+
+
+@dataclass
+class TrialResult:
+    ns: np.ndarray                  # (n_owned,) spike counts
+    bins: np.ndarray | None         # (n_vars, n_learn, n_cols) rolling averages
+    spike_steps: np.ndarray | None  # (n_rec_local, max_times) int32, 0 = empty
+    uavg: np.ndarray | None         # init: mean u per owned neuron
+    u0_std: np.ndarray | None       # init: std of u for owned neurons with gid < u0_ncells
+
+
+class Simulator:
+    """The time loop of the owned neurons, for any mode (init, train, train_test, test)."""
+
+    def __init__(self, cfg, d, net, cell, comm, tau_plas, sigma) -> None:
+        self.cfg, self.d, self.net, self.cell, self.comm = cfg, d, net, cell, comm
+        n, N = net.n_owned, d.n_cells
+        self.n = n
+        self.gid0 = net.owned.start
+        # static outgoing map (pre gid -> local posts), from the incoming CSR
+        out_indptr, out_post, out_pos = invert_incoming(net.st_indptr, net.st_pre, N)
+        self.static_out = (out_indptr, out_post, net.st_code[out_pos], net.st_table)
+        # plastic outgoing map (pre gid -> (local post, slot))
+        m = net.pl_pre.shape[1]
+        flat = net.pl_pre.ravel()
+        valid = flat >= 0
+        pl_indptr_in = np.zeros(n + 1, dtype=np.int64)
+        pl_indptr_in[1:] = np.cumsum(valid.reshape(n, m).sum(axis=1)) if n else []
+        pos_valid = np.nonzero(valid)[0]
+        pl_o_indptr, pl_o_post, pl_o_pos = invert_incoming(
+            pl_indptr_in, flat[valid].astype(np.int32), N
+        )
+        slot = (pos_valid[pl_o_pos] % m).astype(np.int32) if m else np.zeros(0, np.int32)
+        self.plastic_out = (pl_o_indptr, pl_o_post, slot, net.w_in)
+        self.needed = np.unique(flat[valid]).astype(np.int64)
+        # traces: lazily advanced presynaptic r for every gid (O(N) memory, O(spikes) work)
+        dt = cfg.simulation.dt
+        tau = np.atleast_1d(np.asarray(tau_plas, dtype=np.float64))
+        self.tau_scalar = tau.size == 1
+        self.a_pre = 1.0 - dt / tau
+        self.inc_pre = 1.0 / tau
+        self.inv_tau_post = (1.0 / tau).astype(np.float64) if tau.size == 1 else (
+            1.0 / tau[net.owned.start : net.owned.stop])
+        self.r_val = np.zeros(N, dtype=np.float64)
+        self.r_step = np.zeros(N, dtype=np.int64)
+        self.r_now = np.zeros(N, dtype=np.float64)
+        self.pending = np.zeros(N, dtype=np.int32)
+        self.n_pending = np.zeros(1, dtype=np.int64)
+        # neuron state
+        f32 = np.float32
+        self.v = np.zeros(n, f32)
+        self.u_bale = np.zeros(n, f32)
+        self.u_bali = np.zeros(n, f32)
+        self.u_plas = np.zeros(n, f32)
+        self.u_bal = np.zeros(n, f32)
+        self.in_e = np.zeros(n, f32)
+        self.in_i = np.zeros(n, f32)
+        self.in_p = np.zeros(n, f32)
+        self.last_spike = np.zeros(n, np.float64)
+        self.ns = np.zeros(n, np.int32)
+        exc = np.arange(net.owned.start, net.owned.stop) < d.n_exc
+        self.x_bal = np.where(exc, d.x_bal_e, d.x_bal_i).astype(f32)
+        self.sigma = np.atleast_1d(np.asarray(sigma, dtype=np.float64))
+        self.noise_rng = np.zeros(n, np.uint64)
+        # stimulus
+        stim = net.stimulus
+        self.stim_online = isinstance(stim, OnlineOU)
+        if self.stim_online:
+            self.stim_arr = np.zeros((1, 1, 1), f32)
+            self.ou = (stim.mu, stim.b, stim.sigma)
+        else:
+            self.stim_arr = np.ascontiguousarray(stim, dtype=f32)
+            self.ou = (0.0, 0.0, 0.0)
+        self.ou_s = np.zeros(n, np.float64)
+        self.ou_rng = np.zeros(n, np.uint64)
+        # feed-forward inputs (same on every rank)
+        lx = d.l_ff
+        self.r_ff = np.zeros(lx, np.float64)
+        self.spk_ff = np.zeros(lx, np.float64)
+        self.ff_rng = np.zeros(lx, np.uint64)
+        self.rate_ff = np.ascontiguousarray(net.ff_rates, dtype=np.float64)
+        # recording
+        self.group_of_step, self.group_ranges = sample_groups(cfg, d)
+        self.group_count = group_counts(self.group_of_step, len(self.group_ranges))
+        self.uavg = np.zeros(n, np.float64)
+        self.u0_sum = np.zeros(n, np.float64)
+        self.u0_sumsq = np.zeros(n, np.float64)
+        # spike exchange buffers: fixed capacity, grown after an overflow
+        if comm.size == 1:
+            cap = max(n, 1)
+        else:
+            cap = max(64, int(4 * n * 20.0 * dt / 1000.0) + 16)
+        self._alloc_exchange(cap)
+        self.local_spk = np.zeros(max(n, 1), np.int32)
+        self.overflow = np.zeros(2, np.int64)
+        self.exchange = comm.step_exchange()
+        self.consts = None
+        self.mode = MODE_INIT
+        self.task = 0
+
+    # ------------------------------------------------------------------------------------
+    def _alloc_exchange(self, cap: int) -> None:
+        self.cap = np.array([cap], dtype=np.int64)
+        self.send = np.zeros(cap + 1, np.int32)
+        self.recv = np.zeros((cap + 1) * self.comm.size, np.int32)
+
+    def start_trial(self, mode: str, trial_key: int, task: int, record_cols=None,
+                    roll_vars: tuple[str, ...] = ()) -> None:
+        """Reset the per-trial state (spec §3.2) and set up recording.
+
+        ``record_cols``: local ids recorded in the rolling averages / spike times (None = none).
+        ``roll_vars``: names among utotal, ubal_e, ubal_i, uplastic.
+        """
+        cfg, d, n = self.cfg, self.d, self.n
+        seed = cfg.run.seed
+        self.mode, self.task = MODES[mode], task
+        gids = np.arange(self.gid0, self.gid0 + n, dtype=np.int64)
+        z_states = rng.stream_states(seed, rng.V_INIT, gids, trial_key)
+        z = draw_normals(z_states)
+        init_voltages(self.cell.init_v, self.cell.params, z, self.v)
+        self.noise_rng[:] = rng.stream_states(seed, rng.NOISE, gids, trial_key)
+        self.ou_rng[:] = rng.stream_states(seed, rng.STIMULUS, gids, task)
+        self.ou_s[:] = 0.0
+        self.ff_rng[:] = rng.stream_states(
+            seed, rng.FF_SPIKES, np.arange(d.l_ff, dtype=np.int64), trial_key)
+        for a in (self.u_bale, self.u_bali, self.u_plas, self.u_bal, self.in_e, self.in_i,
+                  self.in_p, self.ns, self.r_ff, self.spk_ff, self.uavg, self.u0_sum,
+                  self.u0_sumsq, self.r_val, self.r_step):
+            a[:] = 0
+        self.last_spike[:] = -100.0
+        self.n_pending[0] = 0
+        cols = np.zeros(0, np.int64) if record_cols is None else np.asarray(record_cols, np.int64)
+        self.roll_idx = np.full(n, -1, np.int64)
+        self.roll_idx[cols] = np.arange(cols.size)
+        self.roll_sel = np.array([ROLL_NAMES.index(v) for v in roll_vars], dtype=np.int64)
+        self.roll = np.zeros((len(self.group_ranges), len(roll_vars), cols.size), np.float64)
+        if self.mode == MODE_TEST:
+            self.spk_idx = self.roll_idx.copy()
+            self.spk_steps = np.zeros((cols.size, d.max_times), np.int32)
+        else:
+            self.spk_idx = np.zeros(0, np.int64)
+            self.spk_steps = np.zeros((0, 1), np.int32)
+        sim = cfg.simulation
+        noise = NOISE_CURRENT if cfg.neuron.noise_model == "current" else NOISE_VOLTAGE
+        self.consts = (
+            float(sim.dt), float(cfg.neuron.refrac), float(cfg.neuron.tau_bal_e),
+            float(cfg.neuron.tau_bal_i), d.stim_on_step, d.stim_off_step, d.u0_skip_steps,
+            d.max_times, self.gid0, d.u0_ncells, noise, d.n_steps,
+        )
+
+    def advance(self, t_first: int, t_last: int) -> None:
+        """Run steps t_first..t_last (1-based, inclusive) of the current trial."""
+        mu, b, sig = self.ou
+        run_steps(
+            t_first, t_last, self.mode, self.task, self.consts,
+            (self.v, self.u_bale, self.u_bali, self.u_plas, self.u_bal, self.in_e, self.in_i,
+             self.in_p, self.last_spike, self.ns, self.x_bal, self.sigma, self.inv_tau_post,
+             self.noise_rng),
+            (self.cell.params, self.cell.state), self.cell.step,
+            self.static_out, self.plastic_out,
+            (self.r_val, self.r_step, self.a_pre, self.inc_pre, self.pending, self.n_pending),
+            (self.r_ff, self.spk_ff, self.rate_ff, self.net.w_ff, self.ff_rng,
+             float(self.inc_pre[0])),
+            (self.stim_arr, self.stim_online, self.ou_s, self.ou_rng, float(mu), float(b),
+             float(sig)),
+            (self.group_of_step, self.roll_idx, self.roll_sel, self.roll, self.spk_idx,
+             self.spk_steps, self.uavg, self.u0_sum, self.u0_sumsq),
+            (self.send, self.recv, self.local_spk, self.cap, self.comm.size, self.overflow),
+            self.exchange,
+        )
+        if self.overflow[1] > self.cap[0]:
+            # grow the fixed buffer so later steps need one collective again (same on all ranks)
+            self._alloc_exchange(int(self.overflow[1] * 1.5) + 16)
+
+    def traces_at(self, t: int) -> np.ndarray:
+        """Presynaptic traces r at step ``t`` for the needed gids (in a length-N array)."""
+        trace_values(self.r_val, self.r_step, self.a_pre, t, self.needed, self.r_now)
+        return self.r_now
+
+    def finish_trial(self) -> TrialResult:
+        d = self.d
+        bins = None
+        if self.roll.shape[1]:
+            bins = bins_from_groups(self.roll, self.group_count, self.group_ranges, d.n_learn)
+        uavg = u0_std = None
+        if self.mode == MODE_INIT:
+            cnt = d.n_steps - d.u0_skip_steps
+            uavg = self.uavg / cnt
+            gids = np.arange(self.gid0, self.gid0 + self.n)
+            sel = gids < d.u0_ncells
+            s, q = self.u0_sum[sel], self.u0_sumsq[sel]
+            u0_std = np.sqrt(np.maximum(q - s * s / cnt, 0.0) / (cnt - 1))
+        spikes = self.spk_steps if self.mode == MODE_TEST else None
+        return TrialResult(self.ns.copy(), bins, spikes, uavg, u0_std)
