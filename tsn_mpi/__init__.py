@@ -1,0 +1,12 @@
+"""tsn-mpi: train spiking recurrent networks with RLS on one process or many MPI ranks.
+
+Public API (each phase is also a CLI subcommand): :func:`new`, :func:`init`, :func:`train`,
+:func:`test`, :func:`plot`, :func:`run`, :func:`load_config`.
+"""
+
+__version__ = "0.1.0"
+
+from tsn_mpi.api import init, new, plot, run, test, train  # noqa: E402
+from tsn_mpi.config import load_config  # noqa: E402
+
+__all__ = ["__version__", "new", "init", "train", "test", "plot", "run", "load_config"]

@@ -225,3 +225,40 @@ class Simulator:
             u0_std = np.sqrt(np.maximum(q - s * s / cnt, 0.0) / (cnt - 1))
         spikes = self.spk_steps if self.mode == MODE_TEST else None
         return TrialResult(self.ns.copy(), bins, spikes, uavg, u0_std)
+
+
+TRIAL_ROWS = ("v", "u_bale", "u_bali", "u_plas", "u_bal", "in_e", "in_i", "in_p", "last_spike",
+              "ns", "noise_rng", "ou_s", "ou_rng")
+
+
+def trial_state(sim: Simulator) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Mid-trial state (per-neuron rows, rank-independent globals) for an interrupt checkpoint."""
+    rows = {f"trial_{k}": getattr(sim, k) for k in TRIAL_ROWS}
+    n_groups, n_vars, n_cols = sim.roll.shape
+    if n_cols == sim.n and n_vars:
+        rows["trial_roll"] = np.ascontiguousarray(
+            sim.roll.reshape(n_groups * n_vars, n_cols).T)
+    globs = {
+        "trial_r_val": sim.r_val, "trial_r_step": sim.r_step,
+        "trial_pending": sim.pending[: sim.n_pending[0]].copy(),
+        "trial_r_ff": sim.r_ff, "trial_spk_ff": sim.spk_ff, "trial_ff_rng": sim.ff_rng,
+    }
+    return rows, globs
+
+
+def restore_trial_state(sim: Simulator, rows: dict[str, np.ndarray],
+                        globs: dict[str, np.ndarray]) -> None:
+    """Inverse of :func:`trial_state` (after ``start_trial`` with the same mode and task)."""
+    for k in TRIAL_ROWS:
+        getattr(sim, k)[:] = rows[f"trial_{k}"]
+    if "trial_roll" in rows:
+        n_groups, n_vars, n_cols = sim.roll.shape
+        sim.roll[:] = rows["trial_roll"].T.reshape(n_groups, n_vars, n_cols)
+    sim.r_val[:] = globs["trial_r_val"]
+    sim.r_step[:] = globs["trial_r_step"]
+    pend = globs["trial_pending"]
+    sim.pending[: pend.size] = pend
+    sim.n_pending[0] = pend.size
+    sim.r_ff[:] = globs["trial_r_ff"]
+    sim.spk_ff[:] = globs["trial_spk_ff"]
+    sim.ff_rng[:] = globs["trial_ff_rng"]

@@ -1,0 +1,90 @@
+"""``tsn-mpi info``: what this installation and launch will use, printed once (rank 0)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+
+def collect(comm) -> dict[str, str]:
+    import h5py
+    import numba
+    import numpy
+
+    from tsn_mpi import __version__
+    from tsn_mpi.io import h5
+
+    rows: dict[str, str] = {
+        "tsn-mpi": __version__,
+        "python": f"{platform.python_version()} ({sys.executable})",
+        "numpy": numpy.__version__,
+        "numba": numba.__version__,
+        "h5py": f"{h5py.__version__} (HDF5 {h5py.version.hdf5_version})",
+    }
+    d = h5.describe()
+    rows["parallel HDF5"] = (
+        f"{'yes' if d['h5py_mpi'] else 'no'}; multi-rank writes use '{d['strategy_multi_rank']}'"
+    )
+    rows["checkpoint writes now"] = h5.strategy(comm)
+    try:
+        import mpi4py
+
+        rows["mpi4py"] = mpi4py.__version__
+    except ImportError:
+        rows["mpi4py"] = "not installed (pip install 'tsn-mpi[mpi]')"
+    rows["communicator"] = f"{getattr(comm, 'kind', 'serial')}, size {comm.size}"
+    if getattr(comm, "kind", "") == "mpi":
+        rows["MPI library"] = comm.library_version().splitlines()[0].strip()
+    rows["numba threading layer"] = _threading_layer()
+    rows["numba threads"] = f"{numba.get_num_threads()} (NUMBA_NUM_THREADS="
+    rows["numba threads"] += f"{os.environ.get('NUMBA_NUM_THREADS', 'unset')}), cpus {os.cpu_count()}"
+    rows["GPUs"] = _gpus()
+    return rows
+
+
+def _threading_layer() -> str:
+    import numba
+    from numba import njit, prange
+
+    @njit(parallel=True)
+    def _touch(n):  # pragma: no cover - jitted
+        s = 0
+        for i in prange(n):
+            s += i
+        return s
+
+    try:
+        _touch(4)
+        return numba.threading_layer()
+    except Exception as exc:  # noqa: BLE001
+        return f"unavailable ({exc})"
+
+
+def _gpus() -> str:
+    try:
+        import cupy
+    except ImportError:
+        return "cupy not installed (pip install 'tsn-mpi[gpu]')"
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # noqa: BLE001
+        return "cupy installed, no usable CUDA device"
+    names = []
+    for i in range(n):
+        props = cupy.cuda.runtime.getDeviceProperties(i)
+        names.append(props["name"].decode() if isinstance(props["name"], bytes) else props["name"])
+    return f"{n}: " + ", ".join(names)
+
+
+def print_info(comm) -> None:
+    rows = collect(comm)
+    gpus = comm.allgather_obj(rows["GPUs"])
+    if comm.rank != 0:
+        return
+    width = max(len(k) for k in rows)
+    for k, v in rows.items():
+        print(f"{k:<{width}}  {v}")
+    if comm.size > 1:
+        for r, g in enumerate(gpus):
+            print(f"{'GPUs rank ' + str(r):<{width}}  {g}")

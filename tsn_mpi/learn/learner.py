@@ -1,0 +1,83 @@
+"""The per-rank RLS learner: owns P (or the small-mode history) and applies updates.
+
+P lives in memory as AoSoA tiles (n_tiles, L, TILE_W) so the numba kernel streams 32 neurons'
+matrices side by side; files hold one row per neuron (``p_rows``/``from_rows``).
+float16 storage is carried as uint16 bit patterns (numba has no CPU float16 arithmetic).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tsn_mpi.backends.cpu import rls
+from tsn_mpi.learn.initial_p import initial_p_rows
+from tsn_mpi.learn.packed import TILE_W, rows_to_tiles, tiles_to_rows
+
+STORAGE_DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
+
+
+class Learner:
+    """RLS state of the owned neurons (spec §4) and the update at each learning step."""
+
+    def __init__(self, cfg, d, net, p_rows: np.ndarray | None = None,
+                 history: np.ndarray | None = None, hist_count: int = 0) -> None:
+        lr = cfg.learning
+        self.cfg, self.d, self.net = cfg, d, net
+        self.mode = lr.mode
+        self.storage = lr.p_storage
+        self.precision = lr.p_precision
+        self.textbook = lr.gain == "textbook"
+        self.apply = not lr.benchmark
+        n = net.n_owned
+        self.bad = np.zeros(n, np.uint8)
+        if self.mode == "fast":
+            if p_rows is None:
+                p_rows = initial_p_rows(
+                    net.w_in, net.pl_pre >= 0, d.l_ff, lr.penlambda, lr.penlam_ff, lr.penmu,
+                    storage=self.storage,
+                )
+            self.P = self._to_tiles(p_rows)
+            self.hist = None
+            self.hist_count = 0
+        else:
+            self.P = None
+            h = d.history
+            self.hist = np.zeros((h, d.l_ff + d.n_cells), np.float64) if history is None else (
+                np.ascontiguousarray(history, dtype=np.float64))
+            self.hist_count = int(hist_count)
+
+    def _to_tiles(self, rows: np.ndarray) -> np.ndarray:
+        dt = STORAGE_DTYPES[self.precision]
+        tiles = rows_to_tiles(np.asarray(rows), TILE_W, dtype=dt)
+        return tiles.view(np.uint16) if dt == np.float16 else tiles
+
+    def p_rows(self) -> np.ndarray | None:
+        """P of the owned neurons, one row per neuron, in the storage precision."""
+        if self.P is None:
+            return None
+        tiles = self.P.view(np.float16) if self.P.dtype == np.uint16 else self.P
+        return tiles_to_rows(tiles, self.net.n_owned)
+
+    def update(self, r_now: np.ndarray, x_ff: np.ndarray, u_bal: np.ndarray,
+               target_row: np.ndarray) -> int:
+        """One RLS step for every owned neuron; returns the number of non-finite neurons."""
+        net, lr = self.net, self.cfg.learning
+        x_ff = np.ascontiguousarray(x_ff, dtype=np.float64)
+        target_row = np.ascontiguousarray(target_row, dtype=np.float32)
+        if self.mode == "fast":
+            kernel = rls.rls_fast if self.storage == "packed" else rls.rls_fast_full
+            return int(kernel(self.P, net.pl_pre, net.w_in, r_now, x_ff, net.w_ff, u_bal,
+                              target_row, self.textbook, self.apply, self.bad))
+        nbad = rls.rls_small(
+            net.pl_pre, net.w_in, r_now, x_ff, net.w_ff, u_bal, target_row, self.hist,
+            min(self.hist_count, self.hist.shape[0]), lr.penlambda, lr.penlam_ff, lr.penmu,
+            self.textbook, self.apply, self.bad,
+        )
+        self.hist_count = rls.push_history(self.hist, x_ff, r_now, self.hist_count)
+        return int(nbad)
+
+    def bad_lids(self) -> np.ndarray:
+        return np.nonzero(self.bad)[0]
+
+    def nbytes(self) -> int:
+        return 0 if self.P is None else int(self.P.nbytes)

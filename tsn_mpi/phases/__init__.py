@@ -1,0 +1,1 @@
+"""The phases users know: init, train, test (plot lives in tsn_mpi.plot)."""

@@ -1,0 +1,113 @@
+"""What every phase sets up: config, communicator, partition, cell model, noise, traces."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tsn_mpi.comm import Comm, make_comm
+from tsn_mpi.config import Config, Derived, derive, load_config, load_plugin
+from tsn_mpi.errors import ConfigError, DataFileError
+from tsn_mpi.log import Reporter
+from tsn_mpi.models.base import CellModel
+from tsn_mpi.network.context import PluginContext
+from tsn_mpi.partition import Partition, partition
+
+CONFIG_NAME = "config.toml"
+NETWORK_NAME = "network.h5"
+CURVE_NAME = "learning-curve.h5"
+TEST_NAME = "test.h5"
+
+
+@dataclass
+class Run:
+    """A run directory opened by one phase on one rank."""
+
+    run_dir: Path
+    cfg: Config
+    d: Derived
+    comm: Comm
+    part: Partition
+    out: Reporter
+
+    @property
+    def owned(self) -> range:
+        return self.part.range_of(self.comm.rank)
+
+    def ctx(self, init: dict | None = None) -> PluginContext:
+        return PluginContext(self.cfg, self.d, self.owned, self.run_dir, init or {})
+
+
+def open_run(run_dir: str | Path, comm: Comm | None = None, quiet: bool = False) -> Run:
+    run_dir = Path(run_dir)
+    comm = comm or make_comm()
+    cfg_path = run_dir / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise ConfigError(f"{cfg_path}: not found (create it with 'tsn-mpi new {run_dir}')")
+    cfg = load_config(cfg_path)
+    d = derive(cfg)
+    part = partition(d.n_cells, comm.size)
+    return Run(run_dir, cfg, d, comm, part, Reporter(comm.rank, quiet))
+
+
+def build_cell(ctx: PluginContext) -> CellModel:
+    fn = load_plugin(ctx.cfg.neuron.model, "neuron.model", ctx.run_dir)
+    cell = fn(ctx)
+    if not isinstance(cell, CellModel):
+        from tsn_mpi.errors import PluginError
+
+        raise PluginError(f"neuron.model = {ctx.cfg.neuron.model!r} did not return a CellModel")
+    cell.check(len(ctx.owned))
+    return cell
+
+
+def _per_neuron_file(path_str: str, key: str, run_dir: Path, n_cells: int) -> np.ndarray:
+    path = Path(path_str)
+    if not path.is_absolute():
+        path = run_dir / path
+    if not path.is_file():
+        raise DataFileError(f"{key} = {path_str!r}: file {path} not found")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - any numpy load error
+        raise DataFileError(f"{key}: {path} is not a readable .npy file ({exc})") from None
+    if arr.dtype.kind not in "fiu" or arr.shape != (n_cells,):
+        raise DataFileError(
+            f"{key}: {path} has shape {arr.shape} and dtype {arr.dtype}, expected ({n_cells},) "
+            "numbers"
+        )
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise DataFileError(f"{key}: {path} has negative or non-finite values")
+    return arr.astype(np.float64)
+
+
+def noise_sigma(run: Run) -> np.ndarray:
+    """Per-neuron noise amplitude of the owned neurons, scaled as the reference (spec §1.9)."""
+    neu, dt = run.cfg.neuron, run.cfg.simulation.dt
+    if neu.noise_sigma_file:
+        sig = _per_neuron_file(neu.noise_sigma_file, "neuron.noise_sigma_file", run.run_dir,
+                               run.d.n_cells)[run.owned.start : run.owned.stop]
+    else:
+        sig = np.array([neu.noise_sigma], dtype=np.float64)
+    if neu.noise_model == "voltage":
+        return sig * math.sqrt(dt) / math.sqrt(neu.tau_mem_e)
+    return sig * math.sqrt(neu.tau_mem_e) / math.sqrt(dt)
+
+
+def tau_plas(run: Run) -> float | np.ndarray:
+    """Scalar tau_plas, or one per neuron (all N: presynaptic traces need every neuron's)."""
+    neu = run.cfg.neuron
+    if neu.tau_plas_file:
+        tau = _per_neuron_file(neu.tau_plas_file, "neuron.tau_plas_file", run.run_dir,
+                               run.d.n_cells)
+        if np.any(tau <= 0):
+            raise DataFileError("neuron.tau_plas_file: every tau_plas must be > 0")
+        return tau
+    return float(neu.tau_plas)
+
+
+def choose_task(run: Run):
+    return load_plugin(run.cfg.learning.choose_task, "learning.choose_task", run.run_dir)

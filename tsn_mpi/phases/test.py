@@ -1,0 +1,134 @@
+"""test: trials without learning; spike times, PSTHs and rolling-average currents (spec §7)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tsn_mpi import __version__, rng
+from tsn_mpi.comm import Comm, SerialComm
+from tsn_mpi.errors import ConfigError
+from tsn_mpi.io import h5
+from tsn_mpi.io.checkpoint import read_checkpoint
+from tsn_mpi.io.names import checkpoint_dir, find_checkpoint
+from tsn_mpi.io.network_file import read_network
+from tsn_mpi.phases.common import (
+    NETWORK_NAME,
+    TEST_NAME,
+    build_cell,
+    noise_sigma,
+    open_run,
+    tau_plas,
+)
+from tsn_mpi.simulate.simulator import ROLL_NAMES, Simulator
+
+
+def parse_neurons(spec: str | list[int], n_cells: int) -> np.ndarray:
+    """'0-15', '1,5,9' or a list -> sorted unique global ids, checked against n_cells."""
+    if isinstance(spec, str):
+        ids: list[int] = []
+        for part in spec.replace(" ", "").split(","):
+            if not part:
+                continue
+            try:
+                if "-" in part:
+                    a, b = part.split("-", 1)
+                    ids.extend(range(int(a), int(b) + 1))
+                else:
+                    ids.append(int(part))
+            except ValueError:
+                raise ConfigError(f"test.neurons = {spec!r}: expected e.g. '0-15' or '1,5,9'")
+    else:
+        ids = [int(i) for i in spec]
+    arr = np.unique(np.asarray(ids, dtype=np.int64))
+    if arr.size == 0 or arr.min() < 0 or arr.max() >= n_cells:
+        raise ConfigError(f"test.neurons = {spec!r}: ids must lie in [0, {n_cells})")
+    return arr
+
+
+def run_test(run_dir: str | Path, ntrials: int = 1, neurons: str | list[int] | None = None,
+             restore_from_checkpoint: str | int | None = None, comm: Comm | None = None,
+             quiet: bool = False) -> Path:
+    """Run ``ntrials`` trials of every task; write test.h5 (rank 0) and return its path."""
+    run = open_run(run_dir, comm, quiet)
+    cfg, d, comm, owned = run.cfg, run.d, run.comm, run.owned
+    rec = parse_neurons(cfg.test.neurons if neurons is None else neurons, d.n_cells)
+    net, init = read_network(run.run_dir / NETWORK_NAME, cfg, d, owned)
+    ck = find_checkpoint(checkpoint_dir(run.run_dir), restore_from_checkpoint)
+    attrs, rows, _ = read_checkpoint(ck.path, owned, {"model_hash": cfg.model_hash()})
+    net.w_in = np.ascontiguousarray(rows["w_in"], dtype=np.float32)
+    net.w_ff = np.ascontiguousarray(rows["w_ff"], dtype=np.float32)
+    cell = build_cell(run.ctx(init))
+    if "cell_state" in rows:
+        cell.state[:] = rows["cell_state"]
+    sim = Simulator(cfg, d, net, cell, comm, tau_plas(run), noise_sigma(run))
+    run.out.info(f"using checkpoint {ck.label}")
+    mine = rec[(rec >= owned.start) & (rec < owned.stop)]
+    lids = mine - owned.start
+    ntasks = net.targets.shape[0]
+    n_rec = rec.size
+    utot = np.zeros((ntrials, ntasks, len(ROLL_NAMES), d.n_learn, mine.size), np.float32)
+    steps = np.zeros((ntrials, ntasks, mine.size, d.max_times), np.int32)
+    counts = np.zeros((ntrials, ntasks, mine.size), np.int64)
+    for trial in range(ntrials):
+        for task in range(ntasks):
+            t0 = time.perf_counter()
+            key = rng.TEST_TRIAL_OFFSET + trial * ntasks + task
+            sim.start_trial("test", key, task, lids, ROLL_NAMES)
+            chunk = 1000
+            for a in range(1, d.n_steps + 1, chunk):
+                sim.advance(a, min(a + chunk - 1, d.n_steps))
+            res = sim.finish_trial()
+            utot[trial, task] = res.bins
+            steps[trial, task] = res.spike_steps
+            counts[trial, task] = res.ns[lids]
+            run.out.info(f"trial #{trial}, task #{task}: {time.perf_counter() - t0:.3g} sec")
+    # gather the (small) recordings to rank 0 in global id order
+    cnt = comm.allgather_counts(mine.size)
+    g_u = comm.gatherv(np.ascontiguousarray(np.moveaxis(utot, -1, 0)), cnt)
+    g_s = comm.gatherv(np.ascontiguousarray(np.moveaxis(steps, 2, 0)), cnt)
+    g_c = comm.gatherv(np.ascontiguousarray(np.moveaxis(counts, -1, 0)), cnt)
+    tg = np.ascontiguousarray(net.targets[:, :, lids].transpose(2, 0, 1))
+    g_t = comm.gatherv(tg, cnt)
+    out = run.run_dir / TEST_NAME
+    if comm.rank == 0:
+        _write_test(out, cfg, d, ck.label, rec, ntrials, ntasks, g_u, g_s, g_c, g_t)
+        run.out.info(f"wrote {out} ({n_rec} neurons, {ntrials} trial(s), {ntasks} task(s))")
+    comm.barrier()
+    return out
+
+
+def _write_test(path, cfg, d, label, rec, ntrials, ntasks, g_u, g_s, g_c, g_t) -> None:
+    u = np.moveaxis(g_u, 0, -1)  # (ntrials, ntasks, 4, n_learn, n_rec)
+    steps = np.moveaxis(g_s, 0, 2)  # (ntrials, ntasks, n_rec, max_times)
+    count = np.moveaxis(g_c, 0, -1)  # (ntrials, ntasks, n_rec)
+    stored = np.minimum(count, d.max_times)
+    indptr = np.zeros((ntrials, ntasks, rec.size + 1), np.int64)
+    flat = []
+    total = 0
+    for t in range(ntrials):
+        for k in range(ntasks):
+            for j in range(rec.size):
+                s = steps[t, k, j, : stored[t, k, j]]
+                flat.append(s)
+                indptr[t, k, j] = total
+                total += s.size
+            indptr[t, k, rec.size] = total
+    # indptr holds global offsets into the flat array for each (trial, task)
+    attrs = {
+        "dt": cfg.simulation.dt, "stim_off": cfg.simulation.stim_off,
+        "learn_every": cfg.learning.learn_every, "train_time": d.train_time,
+        "n_learn": d.n_learn, "ntrials": ntrials, "ntasks": ntasks, "checkpoint": label,
+        "tsn_mpi_version": __version__,
+    }
+    with h5.create(path, SerialComm(), attrs=attrs) as w:
+        w.write_global("neurons", rec)
+        w.write_global("targets", np.ascontiguousarray(np.moveaxis(g_t, 0, -1)))
+        for q, name in enumerate(ROLL_NAMES):
+            w.write_global(name, np.ascontiguousarray(u[:, :, q]))
+        w.write_global("spikes/indptr", indptr)
+        w.write_global("spikes/steps", np.concatenate(flat).astype(np.int32) if flat else
+                       np.zeros(0, np.int32))
+        w.write_global("spikes/count", count)

@@ -1,0 +1,259 @@
+"""train: N loops of RLS learning with a learning curve, checkpoints and clean interruption.
+
+A loop is one trial (spec §6): the time loop runs in compiled chunks of ``learn_step`` steps;
+at each learning step RLS updates every owned neuron.  Between chunks the driver checks, with
+one small Allreduce, whether any rank diverged (non-finite weights, P or currents) or received
+SIGTERM/SIGINT; an interrupt writes checkpoint ``<loop>i`` holding the mid-trial state, so a
+resumed run continues exactly where it stopped (bitwise equal to an uninterrupted run).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tsn_mpi import __version__
+from tsn_mpi.comm import Comm, SerialComm
+from tsn_mpi.errors import CheckpointError, DivergenceError, Interrupted
+from tsn_mpi.io import h5
+from tsn_mpi.io.checkpoint import read_checkpoint, write_checkpoint
+from tsn_mpi.io.names import checkpoint_dir, checkpoint_name, find_checkpoint, list_checkpoints
+from tsn_mpi.io.network_file import read_network
+from tsn_mpi.learn.correlation import mean_correlation, pearson_per_neuron
+from tsn_mpi.learn.learner import Learner
+from tsn_mpi.log import TABLE_HEADER, format_row
+from tsn_mpi.phases.common import (
+    CURVE_NAME,
+    NETWORK_NAME,
+    Run,
+    build_cell,
+    choose_task,
+    noise_sigma,
+    open_run,
+    tau_plas,
+)
+from tsn_mpi.simulate.simulator import Simulator, restore_trial_state, trial_state
+
+CURVE_FIELDS = ("loop", "task", "elapsed_s", "firing_rate_hz", "correlation", "n_nan")
+
+
+class LearningCurve:
+    """One entry per completed loop (correlation NaN where not measured)."""
+
+    def __init__(self, data: dict[str, np.ndarray] | None = None) -> None:
+        self.cols: dict[str, list] = {k: [] for k in CURVE_FIELDS}
+        if data:
+            for k in CURVE_FIELDS:
+                self.cols[k] = list(np.asarray(data.get(f"curve_{k}", [])).tolist())
+
+    def append(self, loop, task, elapsed, rate, cor, n_nan) -> None:
+        for k, v in zip(CURVE_FIELDS, (loop, task, elapsed, rate, cor, n_nan), strict=True):
+            self.cols[k].append(v)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        dt = {"loop": np.int64, "task": np.int64, "n_nan": np.int64}
+        return {k: np.asarray(v, dtype=dt.get(k, np.float64)) for k, v in self.cols.items()}
+
+    def as_globals(self) -> dict[str, np.ndarray]:
+        return {f"curve_{k}": v for k, v in self.arrays().items()}
+
+    def write(self, path: Path) -> None:
+        """Rank 0 only: the learning curve as its own small file (atomic)."""
+        with h5.create(path, SerialComm(), attrs={"tsn_mpi_version": __version__}) as w:
+            for k, v in self.arrays().items():
+                w.write_global(k, v)
+
+
+def checkpoint_attrs(cfg, d, learner: Learner, static_nnz: int, loop: int, kind: str,
+                     **extra) -> dict:
+    return {
+        "model_hash": cfg.model_hash(), "n_cells": d.n_cells, "n_plastic": d.n_plastic,
+        "n_rls": d.n_rls, "l_ff": d.l_ff, "static_nnz": static_nnz, "mode": learner.mode,
+        "p_storage": learner.storage, "p_precision": learner.precision, "loop": loop,
+        "kind": kind, "hist_count": learner.hist_count, "tsn_mpi_version": __version__, **extra,
+    }
+
+
+def checkpoint_payload(net, learner: Learner, cell, curve: LearningCurve | None):
+    rows = {"w_in": net.w_in, "w_ff": net.w_ff}
+    p = learner.p_rows()
+    if p is not None:
+        rows["P"] = p
+    if cell.state.shape[1]:
+        rows["cell_state"] = cell.state
+    globs = {} if curve is None else curve.as_globals()
+    if learner.hist is not None:
+        globs["history"] = learner.hist
+    return rows, globs
+
+
+class _Signals:
+    """Turns SIGTERM/SIGINT into a flag checked at chunk boundaries (restored on exit)."""
+
+    def __init__(self) -> None:
+        self.flag = 0
+        self._old: dict[int, object] = {}
+
+    def __enter__(self) -> _Signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.flag = int(signum)
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval: int = 1,
+              save_best_checkpoint: bool = False, restore_from_checkpoint: str | int | None = None,
+              total_loops: int | None = None, comm: Comm | None = None,
+              quiet: bool = False) -> dict[str, np.ndarray]:
+    """Train; returns the learning curve (all loops so far) as arrays."""
+    run = open_run(run_dir, comm, quiet)
+    cfg, d, comm, owned = run.cfg, run.d, run.comm, run.owned
+    net, init = read_network(run.run_dir / NETWORK_NAME, cfg, d, owned)
+    ck = find_checkpoint(checkpoint_dir(run.run_dir), restore_from_checkpoint)
+    nnz = int(comm.allreduce_sum(np.array([net.st_pre.size], np.int64))[0])
+    expect = {"model_hash": cfg.model_hash(), "n_cells": d.n_cells, "n_plastic": d.n_plastic,
+              "n_rls": d.n_rls, "static_nnz": nnz}
+    attrs, rows, globs = read_checkpoint(ck.path, owned, expect)
+    net.w_in = np.ascontiguousarray(rows["w_in"], dtype=np.float32)
+    net.w_ff = np.ascontiguousarray(rows["w_ff"], dtype=np.float32)
+    cell = build_cell(run.ctx(init))
+    if "cell_state" in rows:
+        cell.state[:] = rows["cell_state"]
+    same_p = attrs.get("p_storage") == cfg.learning.p_storage and attrs.get("mode") == "fast"
+    if cfg.learning.mode == "fast" and not same_p:
+        raise CheckpointError(
+            f"{ck.path}: P stored as {attrs.get('mode')}/{attrs.get('p_storage')}, config asks "
+            f"for fast/{cfg.learning.p_storage}"
+        )
+    learner = Learner(cfg, d, net, p_rows=rows.get("P"), history=globs.get("history"),
+                      hist_count=int(attrs.get("hist_count", 0)))
+    curve = LearningCurve(globs)
+    sim = Simulator(cfg, d, net, cell, comm, tau_plas(run), noise_sigma(run))
+    chooser = choose_task(run)
+    ntasks = net.targets.shape[0]
+    done = int(attrs["loop"])
+    resume = attrs.get("kind") == "i"
+    first = done if resume else done + 1
+    last = total_loops if total_loops is not None else first + (nloops or 1) - 1
+    run.out.info(f"using checkpoint {ck.label}; training loops {first}..{last} on "
+                 f"{comm.size} rank(s)")
+    run.out.info(TABLE_HEADER)
+    maxcor = max([c for c in curve.cols["correlation"] if c == c] or [-np.inf])
+    walls: list[float] = []
+    with _Signals() as sigs:
+        for loop in range(first, last + 1):
+            t0 = time.perf_counter()
+            task = int(chooser(loop, ntasks))
+            measure = loop % correlation_interval == 0
+            mode = "train_test" if measure else "train"
+            cols = np.arange(net.n_owned) if measure else None
+            sim.start_trial(mode, loop, task, cols, (d.correlation_var,) if measure else ())
+            start_step, learn_seq, prior = 1, 0, 0.0
+            if resume and loop == first:
+                restore_trial_state(sim, rows, globs)
+                start_step = int(attrs["trial_step"]) + 1
+                learn_seq = int(attrs["trial_learn_seq"])
+                prior = float(attrs.get("trial_elapsed", 0.0))
+            stop_step = _run_loop(run, sim, learner, net, task, start_step, learn_seq, sigs, loop)
+            if stop_step is not None:
+                _write_interrupt(run, sim, learner, net, cell, curve, nnz, loop, stop_step,
+                                 prior + time.perf_counter() - t0)
+                raise Interrupted(
+                    f"stopped by signal {sigs.flag} at loop {loop} step {stop_step}; resume with "
+                    f"'tsn-mpi train {run.run_dir} --restore-from-checkpoint {loop}i'"
+                )
+            res = sim.finish_trial()
+            spikes = int(comm.allreduce_sum(np.array([res.ns.sum()], np.int64))[0])
+            rate = 1000.0 * spikes / d.n_cells / (d.n_steps * cfg.simulation.dt)
+            cor, n_nan = None, 0
+            if measure:
+                per = pearson_per_neuron(net.targets[task], res.bins[0])
+                allc = comm.gatherv(per, comm.allgather_counts(per.size))
+                cor, n_nan = comm.bcast(mean_correlation(allc) if comm.rank == 0 else None)
+            elapsed = prior + time.perf_counter() - t0
+            curve.append(loop, task, elapsed, rate, np.nan if cor is None else cor, n_nan)
+            if save_best_checkpoint and cor is not None and n_nan == 0 and cor > maxcor:
+                _save(run, net, learner, cell, curve, nnz, loop, "", cor=cor, best=True)
+                maxcor = cor
+            if loop == last:
+                _save(run, net, learner, cell, curve, nnz, loop, "")
+            elapsed = prior + time.perf_counter() - t0
+            curve.cols["elapsed_s"][-1] = elapsed
+            walls.append(elapsed)
+            if comm.rank == 0:
+                curve.write(run.run_dir / CURVE_NAME)
+            eta = float(np.mean(walls[-5:])) * (last - loop)
+            run.out.info(format_row(loop, task, elapsed, rate, cor, n_nan, eta))
+    return curve.arrays()
+
+
+def _run_loop(run: Run, sim, learner, net, task, start_step, learn_seq, sigs, loop):
+    """Advance one loop from ``start_step``; returns the last step done if interrupted."""
+    d, comm = run.d, run.comm
+    ls = d.learn_step
+    step = start_step
+    while step <= d.n_steps:
+        if step % ls == 0 and step > d.stim_off_step:
+            r_now = sim.traces_at(step - 1)
+            nbad = learner.update(r_now, sim.r_ff, sim.u_bal, net.targets[task, learn_seq])
+            learn_seq += 1
+        else:
+            nbad = 0
+        end = min((step // ls + 1) * ls - 1, d.n_steps)
+        sim.advance(step, end)
+        flags = comm.allreduce_max(np.array([nbad > 0, sigs.flag], np.int64))
+        if flags[0]:
+            _diverged(run, learner, loop, task, step)
+        if flags[1] and end < d.n_steps:
+            sim.learn_seq = learn_seq
+            return end
+        step = end + 1
+    return None
+
+
+def _diverged(run: Run, learner, loop, task, step) -> None:
+    comm = run.comm
+    bad = learner.bad_lids() + run.owned.start
+    allbad = comm.gatherv(bad.astype(np.int64), comm.allgather_counts(bad.size))
+    msg = None
+    if comm.rank == 0:
+        shown = ", ".join(str(g) for g in allbad[:20])
+        more = f" and {allbad.size - 20} more" if allbad.size > 20 else ""
+        msg = (f"training diverged at loop {loop}, task {task}, step {step}: non-finite weights, "
+               f"P or currents in neuron(s) {shown}{more}; the last checkpoint is unchanged")
+    raise DivergenceError(comm.bcast(msg))
+
+
+def _save(run: Run, net, learner, cell, curve, nnz, loop, kind, cor=None, best=False,
+          extra=None, trial=None) -> None:
+    cdir = checkpoint_dir(run.run_dir)
+    name = checkpoint_name(loop, kind, cor if best else None)
+    rows, globs = checkpoint_payload(net, learner, cell, curve)
+    if trial is not None:
+        rows.update(trial[0])
+        globs.update(trial[1])
+    attrs = checkpoint_attrs(run.cfg, run.d, learner, nnz, loop, kind, **(extra or {}))
+    write_checkpoint(cdir / name, run.comm, run.owned, run.d.n_cells, attrs, rows, globs)
+    if best and run.comm.rank == 0:
+        for c in list_checkpoints(cdir):
+            if c.cor is not None and c.path.name != name:
+                c.path.unlink(missing_ok=True)
+    run.comm.barrier()
+
+
+def _write_interrupt(run, sim, learner, net, cell, curve, nnz, loop, step, elapsed) -> None:
+    extra = {"trial_step": int(step), "trial_learn_seq": int(sim.learn_seq),
+             "trial_elapsed": float(elapsed)}
+    _save(run, net, learner, cell, curve, nnz, loop, "i", extra=extra, trial=trial_state(sim))
