@@ -5,10 +5,12 @@
     TSN_MPI_H5=turns mpiexec.mpich -n 2 .venv-mpi/bin/python benchmarks/h5_throughput.py
 
 Files: P packed (n × 1711 float32, L = 58) + plastic weights (n × 58 float32), for the default
-model (4096 neurons) and a bigger one (50k).  Write time runs from the first write call to the
-renamed file (fsync included).  Reads: every rank reads its own rows; "cold" after evicting the
-file from the page cache (posix_fadvise DONTNEED), "warm" straight after.  Prints a table and
-saves benchmarks/results/h5_throughput_<strategy>_r<R>.json.
+model (4096 neurons) and a bigger one (50k).  "write" runs from the first write call to the
+renamed file (fsync included); "(calls)" is the time inside the write calls only (with "turns",
+ranks > 0 only queue their rows there and write them when the file is closed).  Reads: every
+rank reads its own rows; "cold" after evicting the file from the page cache (posix_fadvise
+DONTNEED), "warm" straight after.  Prints a table and saves
+benchmarks/results/h5_throughput_<strategy>_r<R>[_<tag>].json.
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", default=None, help="where the files go (default: a temp dir)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    ap.add_argument("--tag", default="", help="suffix of the JSON name (e.g. the HDF5 build)")
     args = ap.parse_args()
     comm = make_comm()
     strat = h5.strategy(comm)
@@ -142,7 +145,8 @@ def main() -> None:
         "note": "best of `repeat`; MB = 1e6 bytes of P + wp; write includes fsync and rename",
         "results": results,
     }
-    dest = out / f"h5_throughput_{strat}_r{comm.size}.json"
+    tag = f"_{args.tag}" if args.tag else ""
+    dest = out / f"h5_throughput_{strat}_r{comm.size}{tag}.json"
     dest.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"saved {dest}")
 

@@ -152,7 +152,7 @@ def test_serial_file_matches_expectation(tmp_path):
 def test_zero_rows_everywhere(tmp_path):
     with h5.create(tmp_path / "z.h5") as w:
         w.write_rows("P", np.zeros((0, 5), np.float32), 0, 0)
-        w.write_csr("c", np.array([0]), {"v": np.zeros(0, np.int32)}, 0, 0)
+        w.write_csr("c", np.array([0]), {"v": np.zeros(0, np.int32)}, 7, 0)  # start unused
     with h5.open_read(tmp_path / "z.h5") as f:
         assert h5.read_rows(f, "P", range(0)).shape == (0, 5)
         ptr, vals = h5.read_csr(f, "c", range(0))
@@ -277,7 +277,8 @@ def test_sigkill_mid_write_keeps_previous_file(tmp_path):
 
 def test_concurrent_readers(tmp_path):
     path = reference_file(tmp_path)
-    handles = [h5.open_read(path) for _ in range(3)]  # several open at once
+    plain = h5py.File(path, "r")  # opened elsewhere in the process, with default locking
+    handles = [h5.open_read(path) for _ in range(3)] + [plain]  # several open at once
     try:
         for k, f in enumerate(handles):
             assert h5.read_rows(f, "P", range(k, k + 2)).shape == (2, prog.ROW)

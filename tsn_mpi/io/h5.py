@@ -308,7 +308,8 @@ class Writer:
         counts = [p[1] + (r == tail_rank) for r, p in enumerate(parts)]
         pieces = max(math.ceil(c / _rows_per_call((), np.dtype(np.int64))) for c in counts)
         dset = self._create(f"{group}/indptr", (int(n_global) + 1,), np.dtype(np.int64))
-        self._put(dset, f"{group}/indptr", int(start), rows, pieces)
+        row0 = int(start) if n else int(n_global)  # a rank without rows writes at most the tail
+        self._put(dset, f"{group}/indptr", row0, rows, pieces)
         for key, v in vals.items():
             name = f"{group}/{key}"
             self._check_name(name)
@@ -458,10 +459,22 @@ def _error_class(what: str) -> type[errors.TsnError]:
     return CheckpointError if "checkpoint" in what else DataFileError
 
 
+def _open_ro(path: str | Path) -> h5py.File:
+    """Open read-only without HDF5 file locks (several ranks read at once; some parallel file
+    systems refuse locks).  HDF5 refuses a second handle with other lock flags in the same
+    process, so a file already opened elsewhere with plain ``h5py.File`` is reopened so too."""
+    try:
+        return h5py.File(path, "r", locking=False)
+    except OSError as e:
+        if "locking flag" not in str(e):
+            raise
+        return h5py.File(path, "r")
+
+
 def is_complete(path: str | Path) -> bool:
     """True when ``path`` is an HDF5 file whose writer finished (``complete = True``)."""
     try:
-        with h5py.File(path, "r", locking=False) as f:
+        with _open_ro(path) as f:
             return bool(f.attrs.get(COMPLETE, False))
     except (OSError, ValueError):
         return False
@@ -480,7 +493,7 @@ def open_read(path: str | Path, what: str = "checkpoint") -> h5py.File:
     if not h5py.is_hdf5(path):
         raise cls(f"{what} {path} is not an HDF5 file")
     try:
-        f = h5py.File(path, "r", locking=False)
+        f = _open_ro(path)
     except OSError as e:
         raise cls(f"{what} {path} cannot be opened: {str(e).splitlines()[0]}") from None
     if not f.attrs.get(COMPLETE, False):
