@@ -4,6 +4,10 @@ A cell model is a :class:`CellModel`: per-neuron parameters and persistent extra
 as in the reference, is *not* reset between trials) plus two jitted functions the compiled time
 loop calls for every owned neuron:
 
+Built-in models also carry ``model_id`` so the cached loop dispatches to them by id
+(``tsn_mpi.models.builtin``); user models keep ``model_id = -1`` and are called through their
+``step``/``init_v`` (compiled at start-up, not cached).
+
 ``init_v(params, lid, z) -> float``
     initial voltage of neuron ``lid`` given a standard normal draw ``z``.
 ``step(params, state, lid, v, drive, dt) -> (v_new, spiked)``
@@ -31,6 +35,7 @@ class CellModel:
     step: Any
     param_names: tuple[str, ...] = ()
     state_names: tuple[str, ...] = ()
+    model_id: int = -1  # built-in models: their id in tsn_mpi.models.builtin; -1 = user model
 
     def check(self, n_owned: int) -> None:
         from tsn_mpi.errors import PluginError

@@ -45,5 +45,6 @@ def lif(ctx) -> CellModel:
     params[:, INVTAU] = invtau
     params[:, VRE] = ctx.cfg.neuron.v_reset
     return CellModel(
-        "lif", params, np.zeros((n, 0)), lif_init_v, lif_step, ("thresh", "invtau_mem", "vre")
+        "lif", params, np.zeros((n, 0)), lif_init_v, lif_step, ("thresh", "invtau_mem", "vre"),
+        model_id=0,
     )

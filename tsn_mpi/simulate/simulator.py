@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from tsn_mpi import rng
 from tsn_mpi.backends.cpu.loop import (
@@ -22,12 +23,17 @@ from tsn_mpi.backends.cpu.loop import (
     NOISE_VOLTAGE,
     draw_normals,
     init_voltages,
-    run_steps,
+    make_run_steps,
+    ou_stimulus,
+    run_steps_serial,
     trace_values,
 )
+from tsn_mpi.models.builtin import LIF, builtin_init_v
 from tsn_mpi.network.csr import invert_incoming
 from tsn_mpi.network.stimulus import OnlineOU
 from tsn_mpi.simulate.rolling import bins_from_groups, group_counts, sample_groups
+
+STIM_PRECOMPUTE_BYTES = 1 << 30  # regenerate the OU stimulus online above this per rank
 
 MODES = {"init": MODE_INIT, "train": MODE_TRAIN, "train_test": MODE_TRAIN_TEST, "test": MODE_TEST}
 ROLL_NAMES = ("utotal", "ubal_e", "ubal_i", "uplastic")
@@ -98,12 +104,24 @@ class Simulator:
         # stimulus
         stim = net.stimulus
         self.stim_online = isinstance(stim, OnlineOU)
+        self.ou = (0.0, 0.0, 0.0)
         if self.stim_online:
-            self.stim_arr = np.zeros((1, 1, 1), f32)
-            self.ou = (stim.mu, stim.b, stim.sigma)
+            ntasks = net.targets.shape[0]
+            if ntasks * d.n_stim_steps * n * 4 <= STIM_PRECOMPUTE_BYTES:
+                # same float32 values as the online path, computed once instead of every loop
+                self.stim_arr = np.empty((ntasks, max(d.n_stim_steps, 1), n), f32)
+                gids = np.arange(net.owned.start, net.owned.stop, dtype=np.int64)
+                for task in range(ntasks):
+                    seeds = rng.stream_states(cfg.run.seed, rng.STIMULUS, gids, task)
+                    self.stim_arr[task] = ou_stimulus(
+                        seeds, max(d.n_stim_steps, 1), stim.mu, stim.b, stim.sigma,
+                        cfg.simulation.dt)
+                self.stim_online = False
+            else:
+                self.stim_arr = np.zeros((1, 1, 1), f32)
+                self.ou = (stim.mu, stim.b, stim.sigma)
         else:
             self.stim_arr = np.ascontiguousarray(stim, dtype=f32)
-            self.ou = (0.0, 0.0, 0.0)
         self.ou_s = np.zeros(n, np.float64)
         self.ou_rng = np.zeros(n, np.uint64)
         # feed-forward inputs (same on every rank)
@@ -126,7 +144,22 @@ class Simulator:
         self._alloc_exchange(cap)
         self.local_spk = np.zeros(max(n, 1), np.int32)
         self.overflow = np.zeros(2, np.int64)
-        self.exchange = comm.step_exchange()
+        if comm.size == 1 and cell.model_id >= 0:
+            self._run = run_steps_serial
+        else:
+            self._run = make_run_steps(comm.step_exchange(),
+                                       None if cell.model_id >= 0 else cell.step)
+        # scratch and the cell tuple (LIF parameters as contiguous arrays for the fast path)
+        pad = -(-max(n, 1) // 8) * 8
+        self.scratch = (np.zeros(n, np.float64), np.zeros(n, f32), np.zeros(n, f32),
+                        np.zeros(pad, np.uint8))
+        if cell.model_id == LIF:
+            p = cell.params
+            lif = (p[:, 0].astype(f32), dt * p[:, 1].astype(f32).astype(np.float64),
+                   p[:, 2].astype(f32))
+        else:
+            lif = (np.zeros(0, f32), np.zeros(0), np.zeros(0, f32))
+        self.cell_tuple = (int(cell.model_id), cell.params, cell.state, *lif)
         self.consts = None
         self.mode = MODE_INIT
         self.task = 0
@@ -150,7 +183,10 @@ class Simulator:
         gids = np.arange(self.gid0, self.gid0 + n, dtype=np.int64)
         z_states = rng.stream_states(seed, rng.V_INIT, gids, trial_key)
         z = draw_normals(z_states)
-        init_voltages(self.cell.init_v, self.cell.params, z, self.v)
+        if self.cell.model_id >= 0:
+            _builtin_voltages(self.cell.model_id, self.cell.params, z, self.v)
+        else:
+            init_voltages(self.cell.init_v, self.cell.params, z, self.v)
         self.noise_rng[:] = rng.stream_states(seed, rng.NOISE, gids, trial_key)
         self.ou_rng[:] = rng.stream_states(seed, rng.STIMULUS, gids, task)
         self.ou_s[:] = 0.0
@@ -184,13 +220,12 @@ class Simulator:
     def advance(self, t_first: int, t_last: int) -> None:
         """Run steps t_first..t_last (1-based, inclusive) of the current trial."""
         mu, b, sig = self.ou
-        run_steps(
-            t_first, t_last, self.mode, self.task, self.consts,
+        groups = (
+            self.consts,
             (self.v, self.u_bale, self.u_bali, self.u_plas, self.u_bal, self.in_e, self.in_i,
              self.in_p, self.last_spike, self.ns, self.x_bal, self.sigma, self.inv_tau_post,
              self.noise_rng),
-            (self.cell.params, self.cell.state), self.cell.step,
-            self.static_out, self.plastic_out,
+            self.cell_tuple, self.static_out, self.plastic_out,
             (self.r_val, self.r_step, self.a_pre, self.inc_pre, self.pending, self.n_pending),
             (self.r_ff, self.spk_ff, self.rate_ff, self.net.w_ff, self.ff_rng,
              float(self.inc_pre[0])),
@@ -199,8 +234,9 @@ class Simulator:
             (self.group_of_step, self.roll_idx, self.roll_sel, self.roll, self.spk_idx,
              self.spk_steps, self.uavg, self.u0_sum, self.u0_sumsq),
             (self.send, self.recv, self.local_spk, self.cap, self.comm.size, self.overflow),
-            self.exchange,
+            self.scratch,
         )
+        self._run(t_first, t_last, self.mode, self.task, groups)
         if self.overflow[1] > self.cap[0]:
             # grow the fixed buffer so later steps need one collective again (same on all ranks)
             self._alloc_exchange(int(self.overflow[1] * 1.5) + 16)
@@ -225,6 +261,12 @@ class Simulator:
             u0_std = np.sqrt(np.maximum(q - s * s / cnt, 0.0) / (cnt - 1))
         spikes = self.spk_steps if self.mode == MODE_TEST else None
         return TrialResult(self.ns.copy(), bins, spikes, uavg, u0_std)
+
+
+@njit(cache=True)
+def _builtin_voltages(model_id, params, z, v):  # pragma: no cover - jitted
+    for i in range(v.size):
+        v[i] = builtin_init_v(model_id, params, i, z[i])
 
 
 TRIAL_ROWS = ("v", "u_bale", "u_bali", "u_plas", "u_bal", "in_e", "in_i", "in_p", "last_spike",

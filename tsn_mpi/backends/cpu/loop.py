@@ -1,18 +1,26 @@
 """The compiled time loop: advance the owned neurons by a range of steps (spec §3.3).
 
 One call runs steps ``t_first..t_last`` (1-based, inclusive) entirely in compiled code,
-including the per-step spike exchange (a jitted allgather passed in as ``exchange``: a copy in
-one process, numba-mpi under MPI).  Learning happens between calls (at learn-step boundaries),
-so the driver regains control every ``learn_step`` steps to run RLS, check signals and record
-progress.
+including the per-step spike exchange (a jitted allgather: a copy in one process, numba-mpi
+under MPI).  Learning happens between calls, at learn-step boundaries, so the driver regains
+control every ``learn_step`` steps to run RLS, check signals and report progress.
 
-Spike delivery follows the reference order exactly: spikes found at step t are exchanged at the
-end of step t, added to the input accumulators in increasing presynaptic global id (the same
-order for any number of ranks, so sums are bitwise reproducible), and consumed by the filters
-at step t+1.  Presynaptic traces r are advanced lazily: a spike of neuron j at step t sets
-``r_val[j] = r_val[j] * a_j**(t+1 - r_step[j]) + 1/tau_j`` and ``r_step[j] = t+1`` (applied at the
-start of step t+1, after learning); the value at step T is ``r_val[j] * a_j**(T - r_step[j])``.
-Work per step is proportional to the owned neurons plus the spikes, never to N.
+Spike delivery follows the reference order: spikes found at step t are exchanged at the end
+of step t, added to the input accumulators in increasing presynaptic global id (the same order
+for any number of ranks, so sums are bitwise reproducible), and consumed by the filters at step
+t+1.  Presynaptic traces r are advanced lazily: a spike of neuron j at step t is applied at the
+start of step t+1 (after learning) as ``r_val[j] = r_val[j] * a_j**(t+1 - r_step[j]) + 1/tau_j``,
+``r_step[j] = t+1``; the value at step T is ``r_val[j] * a_j**(T - r_step[j])``.  Work per step
+is proportional to the owned neurons plus the spikes, never to N.
+
+Each step is a few tight loops over the owned neurons (filters, drive, membrane) that LLVM
+vectorises, instead of one loop with branches; the LIF membrane update is inlined, other
+built-in models are dispatched by id.  Arithmetic mirrors the reference's mixed precision:
+state is float32, the filter and membrane increments are computed in float64 (dt is float64).
+
+Two entry points share one implementation: :func:`run_steps_serial` (one process, built-in
+models; cached on disk) and :func:`make_run_steps` (any exchange/cell functions, e.g. numba-mpi;
+compiled at start-up because numba cannot cache kernels that call MPI).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import math
 import numpy as np
 from numba import njit
 
+from tsn_mpi.models.builtin import LIF, builtin_step
 from tsn_mpi.rng import normal, uniform
 
 MODE_INIT, MODE_TRAIN, MODE_TRAIN_TEST, MODE_TEST = 0, 1, 2, 3
@@ -41,198 +50,19 @@ def trace_values(r_val, r_step, a_pre, t, gids, out):  # pragma: no cover - jitt
 
 
 @njit(cache=True)
-def run_steps(  # noqa: C901 - one fused loop on purpose (spec §3.3 order in one place)
-    t_first, t_last, mode, task, consts, neuron, cell, cell_step, static_out, plastic_out,
-    traces, ff, stim, record, xchg, exchange,
-):  # pragma: no cover - jitted
-    (dt, refrac, tau_bal_e, tau_bal_i, stim_on_step, stim_off_step, u0_skip_steps,
-     max_times, gid0, u0_ncells, noise_kind, n_steps) = consts
-    (v, u_bale, u_bali, u_plas, u_bal, in_e, in_i, in_p, last_spike, ns, x_bal, sig,
-     inv_tau_post, noise_rng) = neuron
-    params, cstate = cell
-    st_indptr, st_post, st_code, st_table = static_out
-    pl_indptr, pl_post, pl_slot, w_in = plastic_out
-    r_val, r_step, a_pre, inc_pre, pending, n_pending = traces
-    r_ff, spk_ff, rate_ff, w_ff, ff_rng, inv_tau_ff = ff
-    stim_arr, stim_online, ou_s, ou_rng, ou_mu, ou_b, ou_sig = stim
-    (sample_group, roll_idx, roll_sel, roll, spk_idx, spk_steps, uavg, u0_sum,
-     u0_sumsq) = record
-    send, recv, local_spk, cap_arr, n_ranks, overflow = xchg
-
-    n = v.size
-    n_ff = r_ff.size
-    has_static = st_indptr.size > 1 and st_post.size > 0
-    plastic_on = mode != MODE_INIT
-    training = mode == MODE_TRAIN or mode == MODE_TRAIN_TEST
-    has_noise = False
-    for i in range(sig.size):
-        if sig[i] > 0:
-            has_noise = True
-            break
-    sig_scalar = sig.size == 1
-    tau_scalar = inv_tau_post.size == 1
-    a_scalar = a_pre.size == 1
-    n_vars = roll_sel.size
-    cap = cap_arr[0]
+def ou_stimulus(seeds, n_rows, mu, b, sig, dt):  # pragma: no cover - jitted
+    """The OU stimulus of each stream as float32 (n_rows, n), identical to the online path."""
+    n = seeds.size
+    out = np.empty((n_rows, n), np.float32)
+    st = seeds.copy()
+    s = np.zeros(n)
     sqdt = math.sqrt(dt)
-
-    for ti in range(t_first, t_last + 1):
-        t = dt * ti
-        # (a) traces: apply the spikes of step ti-1 (spec §3.3 6g and 8, train modes only)
-        if training:
-            for k in range(n_pending[0]):
-                j = pending[k]
-                a = a_pre[0] if a_scalar else a_pre[j]
-                inc = inc_pre[0] if a_scalar else inc_pre[j]
-                r_val[j] = r_val[j] * math.pow(a, ti - r_step[j]) + inc
-                r_step[j] = ti
-            n_pending[0] = 0
-        sample = -1
-        if ti > stim_off_step and mode != MODE_INIT and mode != MODE_TRAIN:
-            sample = sample_group[ti - stim_off_step]
-        in_stim = plastic_on and stim_on_step < ti and ti < stim_off_step
-        stim_row = ti - stim_on_step - 1
-        # (b) neurons (spec §3.3 step 6), each touching only its own state
-        nsp = 0
+    for row in range(n_rows):
         for i in range(n):
-            z = 0.0
-            if has_noise:
-                z = normal(noise_rng, i)
-            ue = np.float64(u_bale[i])
-            ui = np.float64(u_bali[i])
-            if has_static:
-                ue = ue + (-dt * ue + in_e[i]) / tau_bal_e
-                ui = ui + (-dt * ui + in_i[i]) / tau_bal_i
-                u_bale[i] = ue
-                u_bali[i] = ui
-                in_e[i] = 0.0  # consumed: refilled by this step's delivery
-                in_i[i] = 0.0
-            s_i = sig[0] if sig_scalar else sig[i]
-            ub = np.float32(u_bale[i]) + np.float32(u_bali[i])
-            if noise_kind == NOISE_CURRENT and has_noise:
-                ub = np.float32(ub + s_i * z)
-            u_bal[i] = ub
-            u = np.float64(ub)
-            up = 0.0
-            if plastic_on:
-                itp = inv_tau_post[0] if tau_scalar else inv_tau_post[i]
-                up = np.float64(u_plas[i])
-                up = up + (-dt * up + in_p[i]) * itp
-                in_p[i] = 0.0
-                u_plas[i] = up
-                up = np.float64(u_plas[i])
-                u = np.float64(np.float32(ub + u_plas[i]))
-            if mode == MODE_INIT and ti > u0_skip_steps:
-                uavg[i] += u
-                if gid0 + i < u0_ncells:
-                    u0_sum[i] += u
-                    u0_sumsq[i] += u * u
-            if sample >= 0:
-                col = roll_idx[i]
-                if col >= 0:
-                    for q in range(n_vars):
-                        sel = roll_sel[q]
-                        if sel == ROLL_UTOTAL:
-                            val = u
-                        elif sel == ROLL_UBAL_E:
-                            val = np.float64(u_bale[i])
-                        elif sel == ROLL_UBAL_I:
-                            val = np.float64(u_bali[i])
-                        else:
-                            val = up
-                        roll[sample, q, col] += val
-            x = x_bal[i]
-            if in_stim:
-                if stim_online:
-                    if stim_row == 0:
-                        ou_s[i] = 0.0
-                    else:
-                        ou_s[i] = ou_s[i] + ou_b * (ou_mu - ou_s[i]) * dt + ou_sig * sqdt * normal(
-                            ou_rng, i)
-                    x = np.float32(x + ou_s[i])
-                else:
-                    x = np.float32(x + stim_arr[task, stim_row, i])
-            vi = np.float64(v[i])
-            if noise_kind == NOISE_VOLTAGE and has_noise:
-                vi = np.float64(np.float32(vi + s_i * z))
-            if t > last_spike[i] + refrac:
-                drive = np.float64(np.float32(x + np.float32(u)))
-                vi, spiked = cell_step(params, cstate, i, vi, drive, dt)
-                if spiked:
-                    last_spike[i] = t
-                    ns[i] += 1
-                    local_spk[nsp] = i
-                    nsp += 1
-                    if spk_idx.size > 0:
-                        rec = spk_idx[i]
-                        if rec >= 0 and ns[i] <= max_times:
-                            spk_steps[rec, ns[i] - 1] = ti
-            v[i] = vi
-        # (c) exchange spiking ids: one allgather of a fixed-size buffer per step
-        over = nsp > cap
-        send[0] = nsp
-        for k in range(min(nsp, cap)):
-            send[1 + k] = gid0 + local_spk[k]
-        exchange(send, recv, cap + 1)
-        max_count = 0
-        for rr in range(n_ranks):
-            c = recv[rr * (cap + 1)]
-            if c > max_count:
-                max_count = c
-        if max_count > cap:
-            # overflow fallback (NEST-style): a second allgather sized to the largest count
-            overflow[0] += 1
-            if max_count > overflow[1]:
-                overflow[1] = max_count
-            big = max_count + 1
-            send2 = np.zeros(big, dtype=np.int32)
-            recv2 = np.zeros(big * n_ranks, dtype=np.int32)
-            send2[0] = nsp
-            for k in range(nsp):
-                send2[1 + k] = gid0 + local_spk[k]
-            exchange(send2, recv2, big)
-            src = recv2
-            stride = big
-        else:
-            src = recv
-            stride = cap + 1
-        _ = over
-        # (d) delivery in increasing presynaptic id; inputs act at step ti+1 (the accumulators
-        # were zeroed as the neuron loop consumed them)
-        npend = 0
-        for rr in range(n_ranks):
-            base = rr * stride
-            c = src[base]
-            for k in range(c):
-                j = src[base + 1 + k]
-                if has_static:
-                    for e in range(st_indptr[j], st_indptr[j + 1]):
-                        w = st_table[st_code[e]]
-                        if w > 0:
-                            in_e[st_post[e]] += w
-                        elif w < 0:
-                            in_i[st_post[e]] += w
-                if plastic_on:
-                    for e in range(pl_indptr[j], pl_indptr[j + 1]):
-                        post = pl_post[e]
-                        in_p[post] += w_in[post, pl_slot[e]]
-                if training:
-                    pending[npend] = j
-                    npend += 1
-        n_pending[0] = npend
-        # (e) feed-forward Poisson inputs, active after stim_off (spec §3.3 step 8)
-        if n_ff > 0 and ti > stim_off_step:
-            row = ti - stim_off_step - 1
-            for c in range(n_ff):
-                if training:
-                    r_ff[c] = r_ff[c] + (-dt * r_ff[c] + spk_ff[c]) * inv_tau_ff
-                spk_ff[c] = 0.0
-                if uniform(ff_rng, c) < rate_ff[row, c]:
-                    spk_ff[c] = 1.0
-                    if plastic_on:
-                        for i in range(n):
-                            in_p[i] += w_ff[i, c]
-    return 0
+            if row > 0:
+                s[i] = s[i] + b * (mu - s[i]) * dt + sig * sqdt * normal(st, i)
+            out[row, i] = np.float32(s[i])
+    return out
 
 
 @njit(cache=True)
@@ -249,3 +79,345 @@ def init_voltages(init_v, params, z, v):  # pragma: no cover - jitted
     """v[i] = init_v(params, i, z[i]) for every owned neuron (spec §3.2)."""
     for i in range(v.size):
         v[i] = init_v(params, i, z[i])
+
+
+@njit(cache=True)
+def _neuron_phase(ti, mode, task, groups):  # pragma: no cover - jitted
+    """Steps (a)-(g) of step ``ti``: traces, noise, filters, recording, drive, membrane,
+    spike collection; returns the number of local spikes (ids in ``xchg`` local_spk)."""
+    (consts, neuron, cell, static_out, plastic_out, traces, ff, stim, record, xchg, scratch) = (
+        groups
+    )
+    (
+        dt,
+        refrac,
+        tau_bal_e,
+        tau_bal_i,
+        stim_on_step,
+        stim_off_step,
+        u0_skip_steps,
+        max_times,
+        gid0,
+        u0_ncells,
+        noise_kind,
+        n_steps,
+    ) = consts
+    (
+        v,
+        u_bale,
+        u_bali,
+        u_plas,
+        u_bal,
+        in_e,
+        in_i,
+        in_p,
+        last_spike,
+        ns,
+        x_bal,
+        sig,
+        inv_tau_post,
+        noise_rng,
+    ) = neuron
+    model_id, params, cstate, lif_th, lif_invtau, lif_vre = cell  # lif_invtau = dt/tau_mem
+    st_indptr, st_post, st_code, st_table = static_out
+    pl_indptr, pl_post, pl_slot, w_in = plastic_out
+    r_val, r_step, a_pre, inc_pre, pending, n_pending = traces
+    r_ff, spk_ff, rate_ff, w_ff, ff_rng, inv_tau_ff = ff
+    stim_arr, stim_online, ou_s, ou_rng, ou_mu, ou_b, ou_sig = stim
+    (sample_group, roll_idx, roll_sel, roll, spk_idx, spk_steps, uavg, u0_sum, u0_sumsq) = record
+    send, recv, local_spk, cap_arr, n_ranks, overflow = xchg
+    z, u, drive, spk = scratch
+
+    n = v.size
+    n_words = spk.size // 8
+    spk_words = spk.view(np.uint64)
+    has_static = st_post.size > 0
+    plastic_on = mode != MODE_INIT
+    training = mode == MODE_TRAIN or mode == MODE_TRAIN_TEST
+    has_noise = False
+    for i in range(sig.size):
+        if sig[i] > 0:
+            has_noise = True
+    sig_scalar = sig.size == 1
+    tau_scalar = inv_tau_post.size == 1
+    a_scalar = a_pre.size == 1
+    n_vars = roll_sel.size
+    sqdt = math.sqrt(dt)
+    inv_te = 1.0 / tau_bal_e
+    inv_ti = 1.0 / tau_bal_i
+    itp0 = inv_tau_post[0]
+    voltage_noise = has_noise and noise_kind == NOISE_VOLTAGE
+    current_noise = has_noise and noise_kind == NOISE_CURRENT
+
+    if True:
+        t = dt * ti
+        # (a) traces: apply the spikes of step ti-1 (spec §3.3 6g, train modes only)
+        if training:
+            for k in range(n_pending[0]):
+                j = pending[k]
+                if a_scalar:
+                    r_val[j] = r_val[j] * math.pow(a_pre[0], ti - r_step[j]) + inc_pre[0]
+                else:
+                    r_val[j] = r_val[j] * math.pow(a_pre[j], ti - r_step[j]) + inc_pre[j]
+                r_step[j] = ti
+            n_pending[0] = 0
+        # (b) noise: one normal per neuron from its own stream (spec §3.3 step 4)
+        if has_noise:
+            for i in range(n):
+                z[i] = normal(noise_rng, i)
+        # (c) synaptic filters (spec §3.3 6a-6d); accumulators are consumed and zeroed
+        if has_static:
+            for i in range(n):
+                ue = np.float64(u_bale[i])
+                ui = np.float64(u_bali[i])
+                u_bale[i] = ue + (-dt * ue + in_e[i]) * inv_te
+                u_bali[i] = ui + (-dt * ui + in_i[i]) * inv_ti
+                in_e[i] = 0.0
+                in_i[i] = 0.0
+        if plastic_on:
+            if tau_scalar:
+                for i in range(n):
+                    up = np.float64(u_plas[i])
+                    u_plas[i] = up + (-dt * up + in_p[i]) * itp0
+                    in_p[i] = 0.0
+            else:
+                for i in range(n):
+                    up = np.float64(u_plas[i])
+                    u_plas[i] = up + (-dt * up + in_p[i]) * inv_tau_post[i]
+                    in_p[i] = 0.0
+        for i in range(n):
+            ub = u_bale[i] + u_bali[i]
+            if current_noise:
+                s_i = sig[0] if sig_scalar else sig[i]
+                ub = np.float32(ub + s_i * z[i])
+            u_bal[i] = ub
+            u[i] = ub + u_plas[i] if plastic_on else ub
+        # (d) recording (spec §3.3 6e-6f)
+        if mode == MODE_INIT and ti > u0_skip_steps:
+            for i in range(n):
+                uu = np.float64(u[i])
+                uavg[i] += uu
+                if gid0 + i < u0_ncells:
+                    u0_sum[i] += uu
+                    u0_sumsq[i] += uu * uu
+        if ti > stim_off_step and n_vars > 0:
+            g = sample_group[ti - stim_off_step]
+            if g >= 0:
+                for i in range(n):
+                    col = roll_idx[i]
+                    if col >= 0:
+                        for q in range(n_vars):
+                            sel = roll_sel[q]
+                            if sel == ROLL_UTOTAL:
+                                val = np.float64(u[i])
+                            elif sel == ROLL_UBAL_E:
+                                val = np.float64(u_bale[i])
+                            elif sel == ROLL_UBAL_I:
+                                val = np.float64(u_bali[i])
+                            else:
+                                val = np.float64(u_plas[i])
+                            roll[g, q, col] += val
+        # (e) external drive X + u (spec §3.3 6h); the stimulus window is open on both ends
+        if plastic_on and stim_on_step < ti and ti < stim_off_step:
+            row = ti - stim_on_step - 1
+            if stim_online:
+                for i in range(n):
+                    if row == 0:
+                        ou_s[i] = 0.0
+                    else:
+                        ou_s[i] = (
+                            ou_s[i]
+                            + ou_b * (ou_mu - ou_s[i]) * dt
+                            + ou_sig * sqdt * (normal(ou_rng, i))
+                        )
+                    drive[i] = np.float32(x_bal[i] + np.float32(ou_s[i])) + u[i]
+            else:
+                for i in range(n):
+                    drive[i] = np.float32(x_bal[i] + stim_arr[task, row, i]) + u[i]
+        else:
+            for i in range(n):
+                drive[i] = x_bal[i] + u[i]
+        # (f) membrane (spec §3.3 6i-6j); voltage noise also reaches refractory neurons
+        if model_id == LIF:
+            for i in range(n):
+                vi = v[i]
+                if voltage_noise:
+                    s_i = sig[0] if sig_scalar else sig[i]
+                    vi = np.float32(vi + s_i * z[i])
+                awake = t > last_spike[i] + refrac
+                # Julia order: (dt * invtau) in float64, times (X + u - v) in float32
+                vn = np.float32(np.float64(vi) + lif_invtau[i] * np.float64(drive[i] - vi))
+                fire = awake & (vn > lif_th[i])
+                v[i] = lif_vre[i] if fire else (vn if awake else vi)
+                last_spike[i] = t if fire else last_spike[i]
+                spk[i] = 1 if fire else 0
+        else:
+            for i in range(n):
+                vi = v[i]
+                if voltage_noise:
+                    s_i = sig[0] if sig_scalar else sig[i]
+                    vi = np.float32(vi + s_i * z[i])
+                fire = False
+                if t > last_spike[i] + refrac:
+                    vn, fire = builtin_step(
+                        model_id, params, cstate, i, np.float64(vi), np.float64(drive[i]), dt
+                    )
+                    vi = np.float32(vn)
+                    if fire:
+                        last_spike[i] = t
+                v[i] = vi
+                spk[i] = 1 if fire else 0
+        # (g) collect this step's spikes (word-wise scan of the flags)
+        nsp = 0
+        for wd in range(n_words):
+            if spk_words[wd] != 0:
+                for b in range(8):
+                    i = wd * 8 + b
+                    if spk[i]:
+                        ns[i] += 1
+                        local_spk[nsp] = i
+                        nsp += 1
+                        if spk_idx.size > 0:
+                            rec = spk_idx[i]
+                            if rec >= 0 and ns[i] <= max_times:
+                                spk_steps[rec, ns[i] - 1] = ti
+        return nsp
+
+
+@njit(cache=True)
+def _delivery_phase(ti, mode, task, groups, src, stride):  # pragma: no cover - jitted
+    """Steps (i)-(j) of step ``ti``: deliver the exchanged spikes (rank-major = gid order),
+    then the feed-forward inputs."""
+    (consts, neuron, cell, static_out, plastic_out, traces, ff, stim, record, xchg, scratch) = (
+        groups
+    )
+    dt, stim_off_step = consts[0], consts[5]
+    in_e, in_i, in_p = neuron[5], neuron[6], neuron[7]
+    st_indptr, st_post, st_code, st_table = static_out
+    pl_indptr, pl_post, pl_slot, w_in = plastic_out
+    pending, n_pending = traces[4], traces[5]
+    r_ff, spk_ff, rate_ff, w_ff, ff_rng, inv_tau_ff = ff
+    n_ranks = xchg[4]
+    n = in_e.size
+    n_ff = r_ff.size
+    has_static = st_post.size > 0
+    plastic_on = mode != MODE_INIT
+    training = mode == MODE_TRAIN or mode == MODE_TRAIN_TEST
+    if True:
+        # (i) delivery in increasing presynaptic id; inputs act at step ti+1
+        npend = 0
+        for rr in range(n_ranks):
+            base = rr * stride
+            for k in range(src[base]):
+                j = src[base + 1 + k]
+                if has_static:
+                    for e in range(st_indptr[j], st_indptr[j + 1]):
+                        w = st_table[st_code[e]]
+                        if w > 0:
+                            in_e[st_post[e]] += w
+                        elif w < 0:
+                            in_i[st_post[e]] += w
+                if plastic_on:
+                    for e in range(pl_indptr[j], pl_indptr[j + 1]):
+                        post = pl_post[e]
+                        in_p[post] += w_in[post, pl_slot[e]]
+                if training:
+                    pending[npend] = j
+                    npend += 1
+        n_pending[0] = npend
+        # (j) feed-forward Poisson inputs, active after stim_off (spec §3.3 step 8)
+        if n_ff > 0 and ti > stim_off_step:
+            row = ti - stim_off_step - 1
+            for c in range(n_ff):
+                if training:
+                    r_ff[c] = r_ff[c] + (-dt * r_ff[c] + spk_ff[c]) * inv_tau_ff
+                spk_ff[c] = 0.0
+                if uniform(ff_rng, c) < rate_ff[row, c]:
+                    spk_ff[c] = 1.0
+                    if plastic_on:
+                        for i in range(n):
+                            in_p[i] += w_ff[i, c]
+
+
+@njit(cache=True)
+def _exchange_overflow(send, recv, local_spk, nsp, gid0, cap, n_ranks, overflow):  # noqa: E501
+    """Largest count in ``recv``; on overflow, a buffer for the second allgather."""
+    max_count = 0
+    for rr in range(n_ranks):
+        c = recv[rr * (cap + 1)]
+        if c > max_count:
+            max_count = c
+    if max_count <= cap:
+        return max_count, np.zeros(0, np.int32), np.zeros(0, np.int32)
+    overflow[0] += 1
+    if max_count > overflow[1]:
+        overflow[1] = max_count
+    big = max_count + 1
+    send2 = np.zeros(big, dtype=np.int32)
+    send2[0] = nsp
+    for k in range(nsp):
+        send2[1 + k] = gid0 + local_spk[k]
+    return max_count, send2, np.zeros(big * n_ranks, dtype=np.int32)
+
+
+@njit(cache=True)
+def _fill_send(send, local_spk, nsp, gid0, cap):  # pragma: no cover - jitted
+    send[0] = nsp
+    for k in range(min(nsp, cap)):
+        send[1 + k] = gid0 + local_spk[k]
+
+
+@njit(cache=True)
+def run_steps_serial(t_first, t_last, mode, task, groups):  # pragma: no cover - jitted
+    """One process, built-in cell models: the cached entry point."""
+    send, local_spk = groups[9][0], groups[9][2]
+    gid0 = groups[0][8]
+    for ti in range(t_first, t_last + 1):
+        nsp = _neuron_phase(ti, mode, task, groups)
+        _fill_send(send, local_spk, nsp, gid0, nsp)
+        _delivery_phase(ti, mode, task, groups, send, nsp + 1)
+    return 0
+
+
+def make_run_steps(exchange, cell_step=None):
+    """An entry point for a given exchange (e.g. numba-mpi) and user cell step (None: built-in).
+
+    Compiled on first call in each process (not cached: MPI handles are process-specific);
+    the phases it calls are cached, so this costs about a second.
+    """
+    neuron_phase = _neuron_phase if cell_step is None else _rebind_cell_step(cell_step)
+
+    @njit
+    def run_steps(t_first, t_last, mode, task, groups):  # pragma: no cover - jitted
+        send, recv, local_spk, cap_arr, n_ranks, overflow = groups[9]
+        gid0 = groups[0][8]
+        for ti in range(t_first, t_last + 1):
+            nsp = neuron_phase(ti, mode, task, groups)
+            cap = cap_arr[0]
+            _fill_send(send, local_spk, nsp, gid0, cap)
+            exchange(send, recv, cap + 1)
+            max_count, send2, recv2 = _exchange_overflow(
+                send, recv, local_spk, nsp, gid0, cap, n_ranks, overflow
+            )
+            if max_count > cap:
+                exchange(send2, recv2, max_count + 1)
+                _delivery_phase(ti, mode, task, groups, recv2, max_count + 1)
+            else:
+                _delivery_phase(ti, mode, task, groups, recv, cap + 1)
+        return 0
+
+    return run_steps
+
+
+def _rebind_cell_step(user_step):
+    """A copy of the neuron phase whose cell step is the user's (compiled, not cached)."""
+    import types
+
+    @njit
+    def step(model_id, params, state, lid, v, drive, dt):  # pragma: no cover - jitted
+        return user_step(params, state, lid, v, drive, dt)
+
+    py = _neuron_phase.py_func
+    glb = dict(py.__globals__)
+    glb["builtin_step"] = step
+    return njit(types.FunctionType(py.__code__, glb, "_neuron_phase_user"))
