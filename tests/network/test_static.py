@@ -1,0 +1,88 @@
+"""Default static and plastic connectivity plugins (spec §9.1-9.2) and the builder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tsn_mpi.comm import SerialComm
+from tsn_mpi.config import derive, from_dict
+from tsn_mpi.network import plastic, static
+from tsn_mpi.network.build import build_static
+from tsn_mpi.network.context import PluginContext
+from tsn_mpi.partition import partition
+
+
+def _ctx(n=600, owned=None, **net):
+    cfg = from_dict({"network": {"n_cells": n, "p_ee": 0.2, **net}})
+    d = derive(cfg)
+    return PluginContext(cfg, d, owned or range(0, n), Path("."))
+
+
+def test_fixed_out_degree_no_autapses_weights_by_population():
+    ctx = _ctx()
+    d = ctx.derived
+    indptr, post, w = static.erdos_renyi(ctx, range(0, 600))
+    assert np.all(np.diff(indptr) == 2 * d.k)
+    for i in range(600):
+        p = post[indptr[i] : indptr[i + 1]]
+        assert i not in p and np.all(np.diff(p) > 0)
+    (w_ee, w_ie), (w_ei, w_ii) = d.w_static
+    pre = np.repeat(np.arange(600), 2 * d.k)
+    exc_pre, exc_post = pre < d.n_exc, post < d.n_exc
+    assert np.allclose(w[exc_pre & exc_post], np.float32(w_ee))
+    assert np.allclose(w[exc_pre & ~exc_post], np.float32(w_ie))
+    assert np.allclose(w[~exc_pre & exc_post], np.float32(w_ei))
+    assert np.allclose(w[~exc_pre & ~exc_post], np.float32(w_ii))
+    indeg = np.bincount(post, minlength=600)
+    assert abs(indeg.mean() - 2 * d.k) < 1e-9 and indeg.std() > 0
+
+
+def test_static_lists_do_not_depend_on_the_range_asked():
+    ctx = _ctx()
+    ip, post, _ = static.erdos_renyi(ctx, range(0, 600))
+    ip2, post2, _ = static.erdos_renyi(ctx, range(250, 300))
+    assert np.array_equal(post2, post[ip[250] : ip[300]])
+
+
+def test_builder_gives_incoming_csr_sorted_by_pre_with_codebook():
+    ctx = _ctx()
+    ip, post, w = static.erdos_renyi(ctx, range(0, 600))
+    indptr, pre, code, table = build_static(ctx, SerialComm(), partition(600, 1))
+    assert indptr[-1] == post.size and table.size == 4 and code.dtype == np.uint8
+    pre_of = np.repeat(np.arange(600), np.diff(ip))
+    for i in (0, 17, 599):
+        mine = np.sort(pre_of[post == i])
+        assert np.array_equal(pre[indptr[i] : indptr[i + 1]], mine)
+        got_w = table[code[indptr[i] : indptr[i + 1]]]
+        exp_w = w[post == i][np.argsort(pre_of[post == i], kind="stable")]
+        assert np.array_equal(got_w, exp_w)
+
+
+def test_plastic_partners_per_population_sorted_and_split_independent():
+    ctx = _ctx()
+    d = ctx.derived
+    ns = np.arange(600)[::-1].copy()
+    full = PluginContext(ctx.cfg, d, range(0, 600), Path("."), {"ns": ns})
+    part = PluginContext(ctx.cfg, d, range(100, 200), Path("."), {"ns": ns})
+    pre, w, w_ff = plastic.erdos_renyi(full)
+    pre2, _, _ = plastic.erdos_renyi(part)
+    assert np.array_equal(pre[100:200], pre2)
+    assert pre.shape == (600, d.n_plastic) and w_ff.shape == (600, 0)
+    e, i = pre[:, : d.l_exc], pre[:, d.l_exc :]
+    assert np.all(e < d.n_exc) and np.all(i >= d.n_exc)
+    assert np.all(np.diff(e, axis=1) > 0) and np.all(np.diff(i, axis=1) > 0)
+    assert np.all(w[:, : d.l_exc] > 0) and np.all(w[:, d.l_exc :] < 0)
+
+
+def test_frac_selects_the_most_active_neurons():
+    cfg = from_dict({"network": {"n_cells": 600, "p_ee": 0.2}, "plastic": {"frac": 0.5}})
+    d = derive(cfg)
+    ns = np.zeros(600)
+    ns[:150] = 5  # first half of the excitatory cells fire
+    ns[300:450] = 7
+    ctx = PluginContext(cfg, d, range(0, 600), Path("."), {"ns": ns})
+    pre, _, _ = plastic.erdos_renyi(ctx)
+    assert pre[:, : d.l_exc].max() < 150
+    assert pre[:, d.l_exc :].min() >= 300 and pre[:, d.l_exc :].max() < 450
