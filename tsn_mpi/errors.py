@@ -40,6 +40,9 @@ class DivergenceError(TsnError):
 
 
 class Interrupted(TsnError):
-    """SIGTERM/SIGINT arrived; a checkpoint was written and the run stopped cleanly."""
+    """SIGTERM/SIGINT arrived; a checkpoint was written and the run stopped cleanly.
 
-    exit_code = 130
+    Exit code 75 (EX_TEMPFAIL, "try again"): batch scripts resubmit on it.
+    """
+
+    exit_code = 75
