@@ -16,6 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MPI_DIR = Path(__file__).resolve().parent / "mpi"
+TSN = [sys.executable, "-m", "tsn_mpi"]  # the CLI of *this* interpreter (not whatever is on PATH)
 
 
 def mpiexec() -> str | None:

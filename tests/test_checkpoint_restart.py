@@ -6,7 +6,6 @@ collective "mpio"), under mpiexec -n 2, 3 and 4.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, cli, write_tiny
-from tests.mpirun import mpi_env, requires_mpi, run_mpi
+from tests.mpirun import TSN, mpi_env, requires_mpi, run_mpi
 
 SLOW = """
 [network]
@@ -52,11 +51,11 @@ def test_resume_on_another_rank_count_is_bitwise_identical(base, tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     shutil.copytree(base, straight)
     shutil.copytree(base, split)
-    r = run_mpi(2, ["tsn-mpi", "train", str(straight), "--nloops", "4"], timeout=300)
+    r = run_mpi(2, [*TSN, "train", str(straight), "--nloops", "4"], timeout=300)
     assert r.returncode == 0 and "on 2 rank(s)" in r.stdout, r.stderr
-    r = run_mpi(4, ["tsn-mpi", "train", str(split), "--nloops", "2"], timeout=300)
+    r = run_mpi(4, [*TSN, "train", str(split), "--nloops", "2"], timeout=300)
     assert r.returncode == 0 and "on 4 rank(s)" in r.stdout, r.stderr
-    r = run_mpi(3, ["tsn-mpi", "train", str(split), "--nloops", "2"], timeout=300)
+    r = run_mpi(3, [*TSN, "train", str(split), "--nloops", "2"], timeout=300)
     assert r.returncode == 0 and "on 3 rank(s)" in r.stdout, r.stderr
     assert "using checkpoint 2" in r.stdout
     for a, b in zip(_weights(straight, 4), _weights(split, 4), strict=True):
@@ -131,7 +130,6 @@ def test_sigterm_checkpoints_mid_loop_and_resume_is_exact(tmp_path):
         assert np.array_equal(a, b)
 
 
-@pytest.mark.skipif(os.environ.get("TSN_MPI_H5") == "mpio", reason="serial-only helper")
 def test_checkpoint_from_another_model_is_refused(base, tmp_path):
     run = tmp_path / "other"
     shutil.copytree(base, run)

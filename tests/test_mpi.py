@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import cli, write_tiny
-from tests.mpirun import requires_mpi, run_mpi, run_mpi_script
+from tests.mpirun import TSN, requires_mpi, run_mpi, run_mpi_script
 
 pytestmark = [pytest.mark.mpi, requires_mpi]
 
@@ -40,7 +40,7 @@ def base(tmp_path_factory):
 def test_init_is_rank_count_independent(base, tmp_path):
     run = tmp_path / "r3"
     write_tiny(run)
-    r = run_mpi(3, ["tsn-mpi", "init", str(run)], timeout=240)
+    r = run_mpi(3, [*TSN, "init", str(run)], timeout=240)
     assert r.returncode == 0, r.stderr
     with h5py.File(base / "network.h5") as a, h5py.File(run / "network.h5") as b:
         for name in ("static/indptr", "static/pre", "static/code", "plastic/pre", "targets",
@@ -59,7 +59,7 @@ def test_training_is_bitwise_identical_for_1_to_4_ranks(base, tmp_path):
         if ranks == 1:
             r = cli("train", str(run), "--nloops", "2")
         else:
-            r = run_mpi(ranks, ["tsn-mpi", "train", str(run), "--nloops", "2"], timeout=400)
+            r = run_mpi(ranks, [*TSN, "train", str(run), "--nloops", "2"], timeout=400)
         assert r.returncode == 0, r.stderr
         assert f"on {ranks} rank(s)" in r.stdout
         results[ranks] = _read(run, 2)
