@@ -1,0 +1,832 @@
+"""numba kernels of the RLS weight update, fast mode (stored P) and small mode (spec §4.3, §4.5).
+
+Fast mode keeps every neuron's P in AoSoA tiles ``P[t, idx, lane]`` of ``TILE_W`` neurons (see
+:mod:`tsn_mpi.learn.packed`): neuron ``lid`` is tile ``lid // TILE_W``, lane ``lid % TILE_W``.
+One thread takes one tile at a time and streams it twice: once to compute ``k = P x`` for its 32
+neurons, once to apply ``P -= den k k^T``; the tile stays in L2/L3 in between, so memory sees
+about one read and one write of P per update.  All inner loops run across the 32 lanes, so each
+neuron goes through exactly the same sequence of float operations whatever its lane, its tile or
+the number of threads: results are bitwise reproducible (no ``fastmath``, no FMA contraction).
+
+Storage and arithmetic types of P:
+
+- float64 P: arithmetic in float64;
+- float32 P: x is rounded to float32, ``k = P x`` and the P update run in float32; ``x.k``,
+  ``den`` and ``den*k`` are formed in float64 (then rounded to float32 for the update);
+- float16 P: numba has no float16 arithmetic on the CPU, so float16 arrays are carried as their
+  ``uint16`` bit patterns (``p16.view(np.uint16)``; the Python wrappers accept either).  Each
+  element is widened to float32, updated as for float32 P, and rounded back to the nearest
+  float16 (ties to even).  :func:`half_to_float` / :func:`float_to_half` are the same
+  conversions for scalars.
+
+Full storage (:func:`rls_fast_full`, tiles ``(n_tiles, n*n, TILE_W)``, element ``(a, b)`` at
+``a*n + b``) reads and writes only the upper triangle ``a <= b``, like Julia's ``Symmetric``; the
+lower triangle is never touched and goes stale (``packed.symmetrize_full_rows`` rebuilds it).
+
+Neurons whose gain k, ``den``, error or new weights are not finite are flagged in ``bad`` and
+left untouched (neither their P nor their weights change), so a run can stop with a clean state.
+
+:func:`rls_fast`, :func:`rls_fast_full` and :func:`rls_small` are Python wrappers that check
+shapes and call one compiled parallel kernel each (:func:`fast_kernel`, :func:`small_kernel`,
+callable from other jitted code).  The fast kernel sees P as bytes plus a storage code, so one
+compilation serves every P dtype and both storages (cold compile a few seconds, then cached).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numpy.typing import NDArray
+
+from tsn_mpi.learn.packed import TILE_W
+
+W = TILE_W
+F64, F32, F16 = 0, 1, 2  # storage codes of P: float64, float32, float16 (as uint16 bits)
+_CODES = {
+    np.dtype(np.float64): F64,
+    np.dtype(np.float32): F32,
+    np.dtype(np.uint16): F16,
+    np.dtype(np.float16): F16,
+}
+
+# ----------------------------------------------------------------------------- float16 scalars
+
+
+@intrinsic
+def _bits_to_f32(typingctx, u):
+    """Reinterpret the low 32 bits of an integer as a float32."""
+    if not isinstance(u, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = context.cast(builder, args[0], u, types.uint32)
+        return builder.bitcast(v, ir.FloatType())
+
+    return types.float32(u), codegen
+
+
+@intrinsic
+def _f32_to_bits(typingctx, f):
+    """Reinterpret a float32 as its uint32 bit pattern."""
+    if f != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.uint32(f), codegen
+
+
+_U_SIGN16 = np.uint32(0x8000)
+_U_ABS16 = np.uint32(0x7FFF)
+_U_EXP16 = np.uint32(0x7C00)
+_U_F32_EXP = np.uint32(0x7F800000)
+_F_2P112 = np.float32(2.0**112)
+_U_SIGN32 = np.uint32(0x80000000)
+_U_F32_INF = np.uint32(255 << 23)
+_U_F16_MAX = np.uint32((127 + 16) << 23)
+_U_DENORM_MAGIC = np.uint32(((127 - 15) + (23 - 10) + 1) << 23)
+_U_MIN_NORMAL16 = np.uint32(113 << 23)
+_U_REBIAS = np.uint32(((15 - 127) << 23) & 0xFFFFFFFF)
+_U_FFF = np.uint32(0xFFF)
+_U_ONE = np.uint32(1)
+_U_NAN16 = np.uint32(0x7E00)
+_U_INF16 = np.uint32(0x7C00)
+_U_MASK32 = np.uint64(0xFFFFFFFF)
+_U13 = np.uint32(13)
+_U16 = np.uint32(16)
+
+
+@njit(cache=True)
+def half_to_float(h: np.uint16) -> np.float32:
+    """float16 bit pattern (uint16) -> float32, exact (subnormals, inf and NaN included)."""
+    u = np.uint32(h)
+    mag = np.uint32((u & _U_ABS16) << _U13)
+    f = _bits_to_f32(mag) * _F_2P112  # exact rescaling of normals and subnormals
+    bits = _f32_to_bits(f)
+    if (u & _U_EXP16) == _U_EXP16:  # inf / NaN: force the float32 exponent to all ones
+        bits = np.uint32(bits | _U_F32_EXP)
+    return _bits_to_f32(np.uint32(bits | ((u & _U_SIGN16) << _U16)))
+
+
+@njit(cache=True)
+def float_to_half(x: np.float32) -> np.uint16:
+    """float32 -> float16 bit pattern (uint16), round to nearest even; overflow gives inf."""
+    u = _f32_to_bits(np.float32(x))
+    sign = u & _U_SIGN32
+    a = np.uint32(u ^ sign)
+    if a >= _U_F16_MAX:  # overflow to inf, or NaN (made quiet)
+        o = _U_NAN16 if a > _U_F32_INF else _U_INF16
+    elif a < _U_MIN_NORMAL16:  # float16 subnormal or zero: the float adder rounds for us
+        f = _bits_to_f32(a) + _bits_to_f32(_U_DENORM_MAGIC)
+        o = np.uint32(_f32_to_bits(f) - _U_DENORM_MAGIC)
+    else:
+        odd = (a >> _U13) & _U_ONE
+        a2 = np.uint32((np.uint64(a) + np.uint64(_U_REBIAS) + _U_FFF + odd) & _U_MASK32)
+        o = np.uint32(a2 >> _U13)
+    return np.uint16(o | (sign >> _U16))
+
+
+# ------------------------------------------------------------------ vector line kernels (LLVM IR)
+#
+# numba's loop vectoriser cannot prove that P and the scratch rows do not overlap, and numba
+# disables LLVM's SLP vectoriser, so plain loops over 32 lanes come out scalar or wrapped in
+# per-row runtime alias checks (3-4x slower).  These two intrinsics emit the W-lane rows as LLVM
+# vectors directly.  P arrives as bytes (n_tiles, L, W * itemsize) plus a literal storage code;
+# scratch rows X, K, S, T are float64 (n, W) holding values of the arithmetic type.  float16 rows
+# are widened with ``fpext`` and narrowed with ``fptrunc`` (IEEE, round to nearest even; x86:
+# vcvtph2ps / vcvtps2ph).  The caller guarantees that every index is in bounds.
+
+_I64 = ir.IntType(64)
+
+
+def _storage_vec(code):
+    """LLVM vector type of one stored row of W lanes."""
+    return {
+        F64: ir.VectorType(ir.DoubleType(), W),
+        F32: ir.VectorType(ir.FloatType(), W),
+        F16: ir.VectorType(ir.IntType(16), W),
+    }[code]
+
+
+def _math_vec(code):
+    """LLVM vector type of one row in the arithmetic type."""
+    return ir.VectorType(ir.DoubleType() if code == F64 else ir.FloatType(), W)
+
+
+class _Rows:
+    """Row pointers and vector loads/stores for the arrays of one intrinsic call."""
+
+    def __init__(self, context, builder, code):
+        self.context, self.builder, self.code = context, builder, code
+
+    def data_shape(self, arrty, val):
+        arr = self.context.make_array(arrty)(self.context, self.builder, val)
+        return arr.data, cgutils.unpack_tuple(self.builder, arr.shape, arrty.ndim)
+
+    def p_ptr(self, pdata, pshape, t, row):
+        """Address of row ``row`` of tile ``t`` in the byte view of P."""
+        b = self.builder
+        off = b.mul(b.add(b.mul(t, pshape[1]), row), pshape[2])
+        return b.bitcast(b.gep(pdata, [off]), _storage_vec(self.code).as_pointer())
+
+    def load_p(self, ptr):
+        b = self.builder
+        v = b.load(ptr, align=2 if self.code == F16 else 4)
+        if self.code == F16:
+            v = b.fpext(b.bitcast(v, ir.VectorType(ir.HalfType(), W)), _math_vec(F32))
+        return v
+
+    def store_p(self, val, ptr):
+        b = self.builder
+        if self.code == F16:
+            val = b.bitcast(b.fptrunc(val, ir.VectorType(ir.HalfType(), W)), _storage_vec(F16))
+        b.store(val, ptr, align=2 if self.code == F16 else 4)
+
+    def s_ptr(self, sdata, row):
+        """Address of row ``row`` of a float64 (n, W) scratch array."""
+        b = self.builder
+        off = b.mul(row, ir.Constant(_I64, W))
+        return b.bitcast(b.gep(sdata, [off]), ir.VectorType(ir.DoubleType(), W).as_pointer())
+
+    def load_s(self, ptr):
+        v = self.builder.load(ptr, align=8)
+        return v if self.code == F64 else self.builder.fptrunc(v, _math_vec(F32))
+
+    def store_s(self, val, ptr):
+        if self.code != F64:
+            val = self.builder.fpext(val, ir.VectorType(ir.DoubleType(), W))
+        self.builder.store(val, ptr, align=8)
+
+
+def _line_types_ok(P, code, A, B):
+    """Typing guard: P uint8 (n_tiles, L, W*itemsize), literal code, A and B float64 (n, W)."""
+    ok = isinstance(P, types.Array) and P.ndim == 3 and P.layout == "C"
+    ok = ok and P.dtype == types.uint8 and isinstance(code, types.IntegerLiteral)
+    for a in (A, B):
+        ok = ok and isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C"
+        ok = ok and a.dtype == types.float64
+    return ok
+
+
+@intrinsic
+def _spmv_line(typingctx, P, code, t, off, X, K, i, j0, j1):
+    """One line of k = P x.  With q_j = P[t, off + j] and pivot i, for every lane:
+    ``K[j] += q_j X[i]`` for j in [j0, j1), then ``K[i] += q_i X[i] + sum_j q_j X[j]``
+    (the sum in two chains over even and odd j, added at the end).
+    """
+    if not _line_types_ok(P, code, X, K):
+        return None
+    c = code.literal_value
+
+    def codegen(context, builder, sig, args):
+        rows = _Rows(context, builder, c)
+        pdata, pshape = rows.data_shape(sig.args[0], args[0])
+        xdata, _ = rows.data_shape(sig.args[4], args[4])
+        kdata, _ = rows.data_shape(sig.args[5], args[5])
+        tv, offv, iv, j0v, j1v = (
+            context.cast(builder, args[q], sig.args[q], types.intp) for q in (2, 3, 6, 7, 8)
+        )
+        xi = rows.load_s(rows.s_ptr(xdata, iv))
+        qi = rows.load_p(rows.p_ptr(pdata, pshape, tv, builder.add(offv, iv)))
+        acc0 = cgutils.alloca_once_value(builder, builder.fmul(qi, xi))
+        acc1 = cgutils.alloca_once_value(builder, ir.Constant(xi.type, None))
+
+        def step(j, acc):
+            q = rows.load_p(rows.p_ptr(pdata, pshape, tv, builder.add(offv, j)))
+            kp = rows.s_ptr(kdata, j)
+            rows.store_s(builder.fadd(rows.load_s(kp), builder.fmul(q, xi)), kp)
+            xj = rows.load_s(rows.s_ptr(xdata, j))
+            builder.store(builder.fadd(builder.load(acc), builder.fmul(q, xj)), acc)
+
+        count = builder.sub(j1v, j0v)
+        with cgutils.for_range(builder, builder.ashr(count, ir.Constant(_I64, 1))) as loop:
+            j = builder.add(j0v, builder.shl(loop.index, ir.Constant(_I64, 1)))
+            step(j, acc0)
+            step(builder.add(j, ir.Constant(_I64, 1)), acc1)
+        with builder.if_then(builder.trunc(count, ir.IntType(1))):  # odd count: last one
+            step(builder.sub(j1v, ir.Constant(_I64, 1)), acc0)
+        kp = rows.s_ptr(kdata, iv)
+        total = builder.fadd(builder.load(acc0), builder.load(acc1))
+        rows.store_s(builder.fadd(rows.load_s(kp), total), kp)
+        return context.get_dummy_value()
+
+    return types.void(P, code, t, off, X, K, i, j0, j1), codegen
+
+
+@intrinsic
+def _update_line(typingctx, P, code, t, off, S, T, i, j0, j1):
+    """One line of P -= den k k^T: ``P[t, off + j] -= S[i] * T[j]`` for j in [j0, j1)."""
+    if not _line_types_ok(P, code, S, T):
+        return None
+    c = code.literal_value
+
+    def codegen(context, builder, sig, args):
+        rows = _Rows(context, builder, c)
+        pdata, pshape = rows.data_shape(sig.args[0], args[0])
+        sdata, _ = rows.data_shape(sig.args[4], args[4])
+        tdata, _ = rows.data_shape(sig.args[5], args[5])
+        tv, offv, iv, j0v, j1v = (
+            context.cast(builder, args[q], sig.args[q], types.intp) for q in (2, 3, 6, 7, 8)
+        )
+        si = rows.load_s(rows.s_ptr(sdata, iv))
+        with cgutils.for_range(builder, builder.sub(j1v, j0v)) as loop:
+            j = builder.add(j0v, loop.index)
+            pp = rows.p_ptr(pdata, pshape, tv, builder.add(offv, j))
+            tj = rows.load_s(rows.s_ptr(tdata, j))
+            rows.store_p(builder.fsub(rows.load_p(pp), builder.fmul(si, tj)), pp)
+        return context.get_dummy_value()
+
+    return types.void(P, code, t, off, S, T, i, j0, j1), codegen
+
+
+# ------------------------------------------------------------------------ fast mode, one tile
+
+
+@njit(cache=True, inline="always")
+def _spmv_tile(P, code, t, full, X, K):
+    """K = P[t] X: packed columns b (elements (a, b), a <= b) or full rows a (a*n + b, b >= a)."""
+    n = X.shape[0]
+    K[:] = 0.0
+    base = 0
+    for b in range(n):
+        off, j0, j1 = (b * n, b + 1, n) if full else (base, 0, b)
+        if code == F64:
+            _spmv_line(P, 0, t, off, X, K, b, j0, j1)
+        elif code == F32:
+            _spmv_line(P, 1, t, off, X, K, b, j0, j1)
+        else:
+            _spmv_line(P, 2, t, off, X, K, b, j0, j1)
+        base += b + 1
+
+
+@njit(cache=True, inline="always")
+def _update_tile(P, code, t, full, K, KD):
+    """P[t] -= KD K^T on the upper triangle: element (a, b), a <= b, minus KD[b] * K[a]."""
+    n = K.shape[0]
+    base = 0
+    for b in range(n):
+        if full:  # row b: elements (b, c), c >= b, minus K[b] * KD[c]
+            S, T, off, j0, j1 = K, KD, b * n, b, n
+        else:  # packed column b: elements (a, b), a <= b, minus KD[b] * K[a]
+            S, T, off, j0, j1 = KD, K, base, 0, b + 1
+        if code == F64:
+            _update_line(P, 0, t, off, S, T, b, j0, j1)
+        elif code == F32:
+            _update_line(P, 1, t, off, S, T, b, j0, j1)
+        else:
+            _update_line(P, 2, t, off, S, T, b, j0, j1)
+        base += b + 1
+
+
+@njit(cache=True, inline="always")
+def _gather_tile(t, code, pre, r, x_ff, X):
+    """X[:, lane] = [x_ff; r[pre[lid]]] (0 on padding slots and lanes), rounded to the
+    arithmetic type (float32 unless P is float64); X (n, W) float64."""
+    n_owned, m = pre.shape
+    n_ff = x_ff.shape[0]
+    X[:] = 0.0
+    for lane in range(min(W, n_owned - t * W)):
+        lid = t * W + lane
+        for a in range(n_ff):
+            X[a, lane] = x_ff[a]
+        for j in range(m):
+            g = pre[lid, j]
+            if g >= 0:
+                X[n_ff + j, lane] = r[g]
+    if code != F64:
+        for a in range(X.shape[0]):
+            for lane in range(W):
+                X[a, lane] = np.float32(X[a, lane])
+
+
+@njit(cache=True, inline="always")
+def _finish_tile(t, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad, X, K, KD):
+    """den, error, bad flags and weight update of the tile's neurons; KD = den*K (0 if bad)."""
+    n_owned, m = pre.shape
+    n_ff = x_ff.shape[0]
+    n = n_ff + m
+    for lane in range(min(W, n_owned - t * W)):
+        lid = t * W + lane
+        c = 0.0
+        for a in range(n):
+            c += X[a, lane] * K[a, lane]
+        den = 1.0 / (1.0 + c)
+        e = 0.0
+        for j in range(m):
+            g = pre[lid, j]
+            if g >= 0:
+                e += np.float64(w[lid, j]) * r[g]
+        for a in range(n_ff):
+            e += np.float64(w_ff[lid, a]) * x_ff[a]
+        e = (e + np.float64(u_bal[lid])) - np.float64(target[lid])
+        coef = e * den if textbook else e
+        ok = np.isfinite(den) and np.isfinite(coef)
+        for a in range(n):
+            ok = ok and np.isfinite(K[a, lane])
+        for j in range(m):
+            if ok and pre[lid, j] >= 0:
+                ok = np.isfinite(np.float32(w[lid, j] - coef * K[n_ff + j, lane]))
+        for a in range(n_ff):
+            if ok:
+                ok = np.isfinite(np.float32(w_ff[lid, a] - coef * K[a, lane]))
+        bad[lid] = 0 if ok else 1
+        for a in range(n):
+            KD[a, lane] = den * K[a, lane] if ok else 0.0
+            if not ok:
+                K[a, lane] = 0.0
+        if ok and apply:
+            for j in range(m):
+                if pre[lid, j] >= 0:
+                    w[lid, j] = w[lid, j] - coef * K[n_ff + j, lane]
+            for a in range(n_ff):
+                w_ff[lid, a] = w_ff[lid, a] - coef * K[a, lane]
+
+
+@njit(cache=True)
+def _fast_tile(P, code, t, full, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad):
+    """Complete fast-mode step of tile t: gather x, k = P x, error and weights, P update."""
+    n = x_ff.shape[0] + pre.shape[1]
+    X = np.empty((n, W))
+    K = np.empty((n, W))
+    KD = np.zeros((n, W))
+    _gather_tile(t, code, pre, r, x_ff, X)
+    _spmv_tile(P, code, t, full, X, K)
+    _finish_tile(t, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad, X, K, KD)
+    _update_tile(P, code, t, full, K, KD)
+
+
+@njit(parallel=True, cache=True)
+def fast_kernel(
+    P: NDArray[np.uint8],
+    code: int,
+    full: bool,
+    pre: NDArray[np.int32],
+    w: NDArray[np.float32],
+    r: NDArray[np.float64],
+    x_ff: NDArray[np.float64],
+    w_ff: NDArray[np.float32],
+    u_bal: NDArray[np.float32],
+    target: NDArray[np.float32],
+    textbook: bool,
+    apply: bool,
+    bad: NDArray[np.uint8],
+) -> int:
+    """Compiled fast-mode step over all tiles in parallel; no argument checks (use rls_fast).
+
+    P: the tiles as bytes, ``P_tiles.view(np.uint8)`` (n_tiles, L, TILE_W * itemsize).
+    code: F64, F32 or F16.  full: True for full storage.  Others as :func:`rls_fast`.
+    """
+    # the gufunc's prange index is unsigned: cast it, or every callee is compiled twice
+    for t in prange((pre.shape[0] + W - 1) // W):
+        _fast_tile(
+            P, code, np.int64(t), full, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad
+        )
+    nb = 0
+    for i in range(bad.shape[0]):
+        nb += bad[i] != 0
+    return nb
+
+
+# ------------------------------------------------------------------------- Python entry points
+
+
+def _check_common(pre, w, r, x_ff, w_ff, u_bal, target, bad):
+    """Validate the arrays shared by all RLS kernels.
+
+    Read-only inputs are converted to the kernel's dtype if needed (no copy when they already
+    match); the arrays updated in place (w, w_ff, bad) must already have the right dtype.
+    Returns (pre, r, x_ff, u_bal, target) ready for the kernel.  ``pre`` ids are not range
+    checked (an id >= len(r) reads out of bounds).
+    """
+    pre, r, x_ff, u_bal, target = (
+        np.ascontiguousarray(a, dtype=dt)
+        for a, dt in ((pre, np.int32), (r, np.float64), (x_ff, np.float64),
+                      (u_bal, np.float32), (target, np.float32))
+    )  # fmt: skip
+    for name, a, dtype in (
+        ("w", w, np.float32),
+        ("w_ff", w_ff, np.float32),
+        ("bad", bad, np.uint8),
+    ):
+        if not isinstance(a, np.ndarray) or a.dtype != dtype or not a.flags.c_contiguous:
+            raise ValueError(f"{name} must be a C-contiguous {np.dtype(dtype)} array (in place)")
+    if pre.ndim != 2 or r.ndim != 1 or x_ff.ndim != 1:
+        raise ValueError(f"pre {pre.shape}, r {r.shape}, x_ff {x_ff.shape}: expected 2-D, 1-D, 1-D")
+    n_owned, m = pre.shape
+    expect = dict(
+        w=(w, (n_owned, m)),
+        w_ff=(w_ff, (n_owned, x_ff.shape[0])),
+        u_bal=(u_bal, (n_owned,)),
+        target=(target, (n_owned,)),
+        bad=(bad, (n_owned,)),
+    )
+    for name, (a, shape) in expect.items():
+        if a.shape != shape:
+            raise ValueError(f"{name} has shape {a.shape}, expected {shape}")
+    return pre, r, x_ff, u_bal, target
+
+
+def _fast(P, full, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad) -> int:
+    """Check the arguments of rls_fast / rls_fast_full and run the compiled kernel."""
+    pre, r, x_ff, u_bal, target = _check_common(pre, w, r, x_ff, w_ff, u_bal, target, bad)
+    (n_owned, m), n_ff = pre.shape, x_ff.shape[0]
+    n = n_ff + m
+    length = n * n if full else n * (n + 1) // 2
+    if not isinstance(P, np.ndarray) or P.dtype not in _CODES or not P.flags.c_contiguous:
+        raise ValueError("P must be a C-contiguous float64, float32 or float16/uint16 array")
+    want = ((n_owned + W - 1) // W, length, W)
+    if P.ndim != 3 or P.shape[1:] != want[1:] or P.shape[0] < want[0]:
+        kind = "full n*n" if full else "packed n*(n+1)/2"
+        raise ValueError(f"P has shape {P.shape}, expected {want} ({kind}, n = LX + m = {n})")
+    code = _CODES[P.dtype]
+    Pb = P.view(np.uint16 if code == F16 else P.dtype).view(np.uint8)
+    return int(
+        fast_kernel(
+            Pb, code, full, pre, w, r, x_ff, w_ff, u_bal, target, bool(textbook), bool(apply), bad
+        )
+    )
+
+
+def rls_fast(
+    P: NDArray,
+    pre: NDArray[np.int32],
+    w: NDArray[np.float32],
+    r: NDArray[np.float64],
+    x_ff: NDArray[np.float64],
+    w_ff: NDArray[np.float32],
+    u_bal: NDArray[np.float32],
+    target: NDArray[np.float32],
+    textbook: bool,
+    apply: bool,
+    bad: NDArray[np.uint8],
+) -> int:
+    """One fast-mode RLS step of every owned neuron, packed P in tiles, in place (spec §4.3).
+
+    P: (n_tiles, n*(n+1)//2, TILE_W) float64, float32, or float16 (or its uint16 view),
+    n = LX + m, n_tiles >= ceil(n_owned / TILE_W); lanes past n_owned must be zero.
+    pre: (n_owned, m) int32 global presynaptic ids, -1 = padding. w: (n_owned, m) float32.
+    r: (N_global,) float64 traces. x_ff: (LX,) float64. w_ff: (n_owned, LX) float32.
+    u_bal, target: (n_owned,) float32. textbook: use e*den*k (else the a-priori e*k of HEAD).
+    apply: False = benchmark mode (P changes, weights do not). bad: (n_owned,) uint8 output.
+    Per neuron: x = [x_ff; r[pre]], k = P x, den = 1/(1 + x.k), P -= den k k^T,
+    e = w.x_rec + w_ff.x_ff + u_bal - target (old weights), w -= e k_rec, w_ff -= e k_ff.
+    Returns the number of bad neurons (non-finite k, den, error or new weights; left untouched).
+    """
+    return _fast(P, False, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad)
+
+
+def rls_fast_full(
+    P: NDArray,
+    pre: NDArray[np.int32],
+    w: NDArray[np.float32],
+    r: NDArray[np.float64],
+    x_ff: NDArray[np.float64],
+    w_ff: NDArray[np.float32],
+    u_bal: NDArray[np.float32],
+    target: NDArray[np.float32],
+    textbook: bool,
+    apply: bool,
+    bad: NDArray[np.uint8],
+) -> int:
+    """:func:`rls_fast` for full storage: P (n_tiles, n*n, TILE_W), element (a, b) at a*n + b.
+
+    Only the upper triangle (a <= b) is read and written; the lower triangle goes stale.
+    """
+    return _fast(P, True, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad)
+
+
+# ------------------------------------------------------------------------------- small mode
+
+
+def push_history(
+    hist: NDArray[np.float64], x_ff: NDArray[np.float64], r: NDArray[np.float64], count: int
+) -> int:
+    """Store the trace vector [x_ff; r] in row ``count % H`` of hist (H, LX + N); return count+1.
+
+    The number of valid history rows for :func:`rls_small` is then ``min(count + 1, H)``.
+    """
+    n_ff = x_ff.shape[0]
+    if hist.ndim != 2 or hist.shape[1] != n_ff + r.shape[0]:
+        raise ValueError(
+            f"hist has shape {hist.shape}, rows must hold LX + N = {n_ff + r.shape[0]} values"
+        )
+    slot = count % hist.shape[0]
+    hist[slot, :n_ff] = x_ff
+    hist[slot, n_ff:] = r
+    return count + 1
+
+
+@njit(cache=True)
+def _small_neuron(
+    lid,
+    pre,
+    w,
+    r,
+    x_ff,
+    w_ff,
+    u_bal,
+    target,
+    hist,
+    hist_len,
+    penlambda,
+    penlam_ff,
+    penmu,
+    textbook,
+    apply,
+    A,
+    x,
+    k,
+    g,
+    grp,
+):
+    """Small-mode step of one neuron; A (n, n), x, k, g (n,), grp (m,) scratch. True if good."""
+    n_ff = x_ff.shape[0]
+    m = pre.shape[1]
+    n = n_ff + m
+    # x and the sign groups (0: none or padding, 1: positive, 2: negative weight)
+    for a in range(n_ff):
+        x[a] = x_ff[a]
+    for j in range(m):
+        gid = pre[lid, j]
+        x[n_ff + j] = r[gid] if gid >= 0 else 0.0
+        grp[j] = 0
+        if gid >= 0:
+            if w[lid, j] > 0:
+                grp[j] = 1
+            elif w[lid, j] < 0:
+                grp[j] = 2
+    # lower triangle of A = Pinv (current signs) + sum_h g g^T; padding slots get A = 1, x = 0
+    for a in range(n):
+        for b in range(a + 1):
+            A[a, b] = 0.0
+    for a in range(n_ff):
+        A[a, a] = penlam_ff
+    for ja in range(m):
+        a = n_ff + ja
+        if pre[lid, ja] < 0:
+            A[a, a] = 1.0
+            continue
+        A[a, a] = penlambda
+        for jb in range(ja + 1):
+            if grp[ja] != 0 and grp[ja] == grp[jb]:
+                A[a, n_ff + jb] += penmu
+    for h in range(hist_len):
+        for a in range(n_ff):
+            g[a] = hist[h, a]
+        for j in range(m):
+            gid = pre[lid, j]
+            g[n_ff + j] = hist[h, n_ff + gid] if gid >= 0 else 0.0
+        for a in range(n):
+            ga = g[a]
+            for b in range(a + 1):
+                A[a, b] += ga * g[b]
+    # Cholesky A = L L^T in place (lower), then L y = x and L^T k = y
+    for i in range(n):
+        for j in range(i + 1):
+            s = A[i, j]
+            for q in range(j):
+                s -= A[i, q] * A[j, q]
+            if i == j:
+                if not s > 0.0:  # also catches NaN
+                    return False
+                A[i, i] = np.sqrt(s)
+            else:
+                A[i, j] = s / A[j, j]
+    for i in range(n):
+        s = x[i]
+        for q in range(i):
+            s -= A[i, q] * k[q]
+        k[i] = s / A[i, i]
+    for i in range(n - 1, -1, -1):
+        s = k[i]
+        for q in range(i + 1, n):
+            s -= A[q, i] * k[q]
+        k[i] = s / A[i, i]
+    c = 0.0
+    for a in range(n):
+        c += x[a] * k[a]
+    den = 1.0 / (1.0 + c)
+    e = 0.0
+    for j in range(m):
+        if pre[lid, j] >= 0:
+            e += np.float64(w[lid, j]) * x[n_ff + j]
+    for a in range(n_ff):
+        e += np.float64(w_ff[lid, a]) * x_ff[a]
+    e = (e + np.float64(u_bal[lid])) - np.float64(target[lid])
+    ok = np.isfinite(den) and np.isfinite(e)
+    for a in range(n):
+        ok = ok and np.isfinite(k[a])
+    coef = e * den if textbook else e
+    if ok:
+        for j in range(m):
+            if pre[lid, j] >= 0:
+                ok = ok and np.isfinite(np.float32(w[lid, j] - coef * k[n_ff + j]))
+        for a in range(n_ff):
+            ok = ok and np.isfinite(np.float32(w_ff[lid, a] - coef * k[a]))
+    if ok and apply:
+        for j in range(m):
+            if pre[lid, j] >= 0:
+                w[lid, j] = np.float64(w[lid, j]) - coef * k[n_ff + j]
+        for a in range(n_ff):
+            w_ff[lid, a] = np.float64(w_ff[lid, a]) - coef * k[a]
+    return ok
+
+
+@njit(cache=True)
+def _small_block(
+    blk,
+    pre,
+    w,
+    r,
+    x_ff,
+    w_ff,
+    u_bal,
+    target,
+    hist,
+    hist_len,
+    penlambda,
+    penlam_ff,
+    penmu,
+    textbook,
+    apply,
+    bad,
+):
+    """Small-mode step of neurons blk*W .. blk*W + W - 1, sharing one set of scratch arrays."""
+    n_owned, m = pre.shape
+    n = x_ff.shape[0] + m
+    A = np.empty((n, n))
+    x = np.empty(n)
+    k = np.empty(n)
+    g = np.empty(n)
+    grp = np.empty(m, np.int8)
+    for lid in range(blk * W, min(n_owned, blk * W + W)):
+        ok = _small_neuron(
+            lid,
+            pre,
+            w,
+            r,
+            x_ff,
+            w_ff,
+            u_bal,
+            target,
+            hist,
+            hist_len,
+            penlambda,
+            penlam_ff,
+            penmu,
+            textbook,
+            apply,
+            A,
+            x,
+            k,
+            g,
+            grp,
+        )
+        bad[lid] = 0 if ok else 1
+
+
+@njit(parallel=True, cache=True)
+def small_kernel(
+    pre: NDArray[np.int32],
+    w: NDArray[np.float32],
+    r: NDArray[np.float64],
+    x_ff: NDArray[np.float64],
+    w_ff: NDArray[np.float32],
+    u_bal: NDArray[np.float32],
+    target: NDArray[np.float32],
+    hist: NDArray[np.float64],
+    hist_len: int,
+    penlambda: float,
+    penlam_ff: float,
+    penmu: float,
+    textbook: bool,
+    apply: bool,
+    bad: NDArray[np.uint8],
+) -> int:
+    """Compiled small-mode step, blocks of TILE_W neurons in parallel; no checks (rls_small)."""
+    for blk in prange((pre.shape[0] + W - 1) // W):  # cast the unsigned prange index (see fast)
+        _small_block(
+            np.int64(blk),
+            pre,
+            w,
+            r,
+            x_ff,
+            w_ff,
+            u_bal,
+            target,
+            hist,
+            hist_len,
+            penlambda,
+            penlam_ff,
+            penmu,
+            textbook,
+            apply,
+            bad,
+        )
+    nb = 0
+    for i in range(bad.shape[0]):
+        nb += bad[i] != 0
+    return nb
+
+
+def rls_small(
+    pre: NDArray[np.int32],
+    w: NDArray[np.float32],
+    r: NDArray[np.float64],
+    x_ff: NDArray[np.float64],
+    w_ff: NDArray[np.float32],
+    u_bal: NDArray[np.float32],
+    target: NDArray[np.float32],
+    hist: NDArray[np.float64],
+    hist_len: int,
+    penlambda: float,
+    penlam_ff: float,
+    penmu: float,
+    textbook: bool,
+    apply: bool,
+    bad: NDArray[np.uint8],
+) -> int:
+    """One small-mode RLS step (spec §4.5): no stored P, k = A^-1 x solved per neuron in float64.
+
+    A = Pinv from the *current* weight signs (as ``initial_p_rows``, not inverted) plus
+    ``sum_h g g^T`` over history rows ``h < hist_len`` of hist (H, LX + N), each laid out
+    [x_ff; r], with ``g = [h[:LX]; h[LX + pre]]`` (the reference forgot the ``+LX``).  A is
+    factorised by Cholesky.  Padding slots are decoupled (A = 1, x = 0, so k = 0 there).  Error
+    and weight update as :func:`rls_fast` (a-priori ``e*k``, or ``e*den*k`` if textbook).
+    Other arguments as :func:`rls_fast`; a neuron whose A is not positive definite or whose k,
+    error or new weights are not finite is flagged in ``bad`` and left untouched.
+    Returns the number of bad neurons.  Pushing the current traces into hist
+    (:func:`push_history`) is the caller's job, after this call.
+    """
+    pre, r, x_ff, u_bal, target = _check_common(pre, w, r, x_ff, w_ff, u_bal, target, bad)
+    n_ff = x_ff.shape[0]
+    if not isinstance(hist, np.ndarray) or hist.dtype != np.float64 or hist.ndim != 2:
+        raise ValueError("hist must be a 2-D float64 array")
+    if hist.shape[1] != n_ff + r.shape[0] or not 0 <= hist_len <= hist.shape[0]:
+        raise ValueError(
+            f"hist has shape {hist.shape} and hist_len {hist_len}; expected "
+            f"(H, LX + N = {n_ff + r.shape[0]}) and 0 <= hist_len <= H"
+        )
+    return int(
+        small_kernel(
+            pre,
+            w,
+            r,
+            x_ff,
+            w_ff,
+            u_bal,
+            target,
+            np.ascontiguousarray(hist),
+            int(hist_len),
+            float(penlambda),
+            float(penlam_ff),
+            float(penmu),
+            bool(textbook),
+            bool(apply),
+            bad,
+        )
+    )
