@@ -141,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd in ("init", "train", "test", "run") and not (
             args.cmd == "run" and not (args.dir / "config.toml").exists()
         ):
-            from tsn_mpi.phases.common import CONFIG_NAME
             from tsn_mpi.config import load_config
+            from tsn_mpi.phases.common import CONFIG_NAME
 
             load_config(args.dir / CONFIG_NAME)
         if args.cmd != "new":

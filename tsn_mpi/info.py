@@ -37,8 +37,9 @@ def collect(comm) -> dict[str, str]:
     if getattr(comm, "kind", "") == "mpi":
         rows["MPI library"] = comm.library_version().splitlines()[0].strip()
     rows["numba threading layer"] = _threading_layer()
-    rows["numba threads"] = f"{numba.get_num_threads()} (NUMBA_NUM_THREADS="
-    rows["numba threads"] += f"{os.environ.get('NUMBA_NUM_THREADS', 'unset')}), cpus {os.cpu_count()}"
+    env = os.environ.get("NUMBA_NUM_THREADS", "unset")
+    rows["numba threads"] = f"{numba.get_num_threads()} (NUMBA_NUM_THREADS={env}), "
+    rows["numba threads"] += f"cpus {os.cpu_count()}"
     rows["GPUs"] = _gpus()
     return rows
 

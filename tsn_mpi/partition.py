@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 
 @dataclass(frozen=True)
 class Partition:
-    """Contiguous ranges of global neuron ids, one per rank: rank r owns [starts[r], starts[r+1])."""
+    """Contiguous ranges of global neuron ids: rank r owns [starts[r], starts[r+1])."""
 
     starts: tuple[int, ...]
 

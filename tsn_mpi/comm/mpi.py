@@ -35,8 +35,11 @@ def _jitted_exchange():
         from numba import njit
 
         @njit
-        def mpi_exchange(send, recv, count):  # pragma: no cover - jitted
-            return numba_mpi.allgather(send[:count], recv, count)
+        def mpi_exchange(send, recv, count, timer):  # pragma: no cover - jitted
+            t0 = numba_mpi.wtime()
+            status = numba_mpi.allgather(send[:count], recv, count)
+            timer[0] += numba_mpi.wtime() - t0  # exchange incl. waiting for the slowest rank
+            return status
 
         _EXCHANGE = mpi_exchange
     return _EXCHANGE

@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 
 
 @njit(cache=True)
-def serial_exchange(send, recv, count):  # pragma: no cover - jitted
+def serial_exchange(send, recv, count, timer):  # pragma: no cover - jitted
     """Allgather with one rank: copy the used part (send[0] ids + the count) into ``recv``."""
     for i in range(min(count, send[0] + 1)):
         recv[i] = send[i]

@@ -18,7 +18,9 @@ def load_plugin(spec: str, key: str, base_dir: str | Path | None = None) -> Call
     """
     target, _, func = spec.rpartition(":")
     if not target or not func:
-        raise PluginError(f"{key} = {spec!r}: expected 'package.module:function' or 'file.py:function'")
+        raise PluginError(
+            f"{key} = {spec!r}: expected 'package.module:function' or 'file.py:function'"
+        )
     if target.endswith(".py"):
         path = Path(target)
         if not path.is_absolute() and base_dir is not None:
@@ -38,7 +40,9 @@ def load_plugin(spec: str, key: str, base_dir: str | Path | None = None) -> Call
         try:
             module = importlib.import_module(target)
         except ImportError as exc:
-            raise PluginError(f"{key} = {spec!r}: cannot import module {target!r} ({exc})") from None
+            raise PluginError(
+                f"{key} = {spec!r}: cannot import module {target!r} ({exc})"
+            ) from None
     fn = getattr(module, func, None)
     if fn is None or not callable(fn):
         raise PluginError(f"{key} = {spec!r}: module {target!r} has no function {func!r}")

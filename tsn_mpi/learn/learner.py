@@ -19,8 +19,15 @@ STORAGE_DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.fl
 class Learner:
     """RLS state of the owned neurons (spec §4) and the update at each learning step."""
 
-    def __init__(self, cfg, d, net, p_rows: np.ndarray | None = None,
-                 history: np.ndarray | None = None, hist_count: int = 0) -> None:
+    def __init__(
+        self,
+        cfg,
+        d,
+        net,
+        p_rows: np.ndarray | None = None,
+        history: np.ndarray | None = None,
+        hist_count: int = 0,
+    ) -> None:
         lr = cfg.learning
         self.cfg, self.d, self.net = cfg, d, net
         self.mode = lr.mode
@@ -33,7 +40,12 @@ class Learner:
         if self.mode == "fast":
             if p_rows is None:
                 p_rows = initial_p_rows(
-                    net.w_in, net.pl_pre >= 0, d.l_ff, lr.penlambda, lr.penlam_ff, lr.penmu,
+                    net.w_in,
+                    net.pl_pre >= 0,
+                    d.l_ff,
+                    lr.penlambda,
+                    lr.penlam_ff,
+                    lr.penmu,
                     storage=self.storage,
                 )
             self.P = self._to_tiles(p_rows)
@@ -42,8 +54,11 @@ class Learner:
         else:
             self.P = None
             h = d.history
-            self.hist = np.zeros((h, d.l_ff + d.n_cells), np.float64) if history is None else (
-                np.ascontiguousarray(history, dtype=np.float64))
+            self.hist = (
+                np.zeros((h, d.l_ff + d.n_cells), np.float64)
+                if history is None
+                else (np.ascontiguousarray(history, dtype=np.float64))
+            )
             self.hist_count = int(hist_count)
 
     def _to_tiles(self, rows: np.ndarray) -> np.ndarray:
@@ -58,20 +73,46 @@ class Learner:
         tiles = self.P.view(np.float16) if self.P.dtype == np.uint16 else self.P
         return tiles_to_rows(tiles, self.net.n_owned)
 
-    def update(self, r_now: np.ndarray, x_ff: np.ndarray, u_bal: np.ndarray,
-               target_row: np.ndarray) -> int:
+    def update(
+        self, r_now: np.ndarray, x_ff: np.ndarray, u_bal: np.ndarray, target_row: np.ndarray
+    ) -> int:
         """One RLS step for every owned neuron; returns the number of non-finite neurons."""
         net, lr = self.net, self.cfg.learning
         x_ff = np.ascontiguousarray(x_ff, dtype=np.float64)
         target_row = np.ascontiguousarray(target_row, dtype=np.float32)
         if self.mode == "fast":
             kernel = rls.rls_fast if self.storage == "packed" else rls.rls_fast_full
-            return int(kernel(self.P, net.pl_pre, net.w_in, r_now, x_ff, net.w_ff, u_bal,
-                              target_row, self.textbook, self.apply, self.bad))
+            return int(
+                kernel(
+                    self.P,
+                    net.pl_pre,
+                    net.w_in,
+                    r_now,
+                    x_ff,
+                    net.w_ff,
+                    u_bal,
+                    target_row,
+                    self.textbook,
+                    self.apply,
+                    self.bad,
+                )
+            )
         nbad = rls.rls_small(
-            net.pl_pre, net.w_in, r_now, x_ff, net.w_ff, u_bal, target_row, self.hist,
-            min(self.hist_count, self.hist.shape[0]), lr.penlambda, lr.penlam_ff, lr.penmu,
-            self.textbook, self.apply, self.bad,
+            net.pl_pre,
+            net.w_in,
+            r_now,
+            x_ff,
+            net.w_ff,
+            u_bal,
+            target_row,
+            self.hist,
+            min(self.hist_count, self.hist.shape[0]),
+            lr.penlambda,
+            lr.penlam_ff,
+            lr.penmu,
+            self.textbook,
+            self.apply,
+            self.bad,
         )
         self.hist_count = rls.push_history(self.hist, x_ff, r_now, self.hist_count)
         return int(nbad)

@@ -39,7 +39,9 @@ def parse_neurons(spec: str | list[int], n_cells: int) -> np.ndarray:
                 else:
                     ids.append(int(part))
             except ValueError:
-                raise ConfigError(f"test.neurons = {spec!r}: expected e.g. '0-15' or '1,5,9'")
+                raise ConfigError(
+                    f"test.neurons = {spec!r}: expected e.g. '0-15' or '1,5,9'"
+                ) from None
     else:
         ids = [int(i) for i in spec]
     arr = np.unique(np.asarray(ids, dtype=np.int64))

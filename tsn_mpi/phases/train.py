@@ -38,20 +38,28 @@ from tsn_mpi.phases.common import (
 from tsn_mpi.simulate.simulator import Simulator, restore_trial_state, trial_state
 
 CURVE_FIELDS = ("loop", "task", "elapsed_s", "firing_rate_hz", "correlation", "n_nan")
+# rank 0's time split of each loop: compiled time loop (neuron update + delivery, incl. the
+# exchange), the per-step allgather alone (MPI), RLS, waiting at chunk-boundary agreements
+# (load imbalance), checkpoint and learning-curve writes
+TIMING_FIELDS = ("sim_s", "exchange_s", "rls_s", "sync_s", "io_s")
 
 
 class LearningCurve:
     """One entry per completed loop (correlation NaN where not measured)."""
 
     def __init__(self, data: dict[str, np.ndarray] | None = None) -> None:
-        self.cols: dict[str, list] = {k: [] for k in CURVE_FIELDS}
+        self.cols: dict[str, list] = {k: [] for k in CURVE_FIELDS + TIMING_FIELDS}
         if data:
-            for k in CURVE_FIELDS:
-                self.cols[k] = list(np.asarray(data.get(f"curve_{k}", [])).tolist())
+            n = len(np.asarray(data.get("curve_loop", [])))
+            for k in self.cols:
+                col = np.asarray(data.get(f"curve_{k}", np.full(n, np.nan))).tolist()
+                self.cols[k] = col
 
-    def append(self, loop, task, elapsed, rate, cor, n_nan) -> None:
+    def append(self, loop, task, elapsed, rate, cor, n_nan, timing: dict) -> None:
         for k, v in zip(CURVE_FIELDS, (loop, task, elapsed, rate, cor, n_nan), strict=True):
             self.cols[k].append(v)
+        for k in TIMING_FIELDS:
+            self.cols[k].append(float(timing.get(k, 0.0)))
 
     def arrays(self) -> dict[str, np.ndarray]:
         dt = {"loop": np.int64, "task": np.int64, "n_nan": np.int64}
@@ -166,7 +174,11 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
                 start_step = int(attrs["trial_step"]) + 1
                 learn_seq = int(attrs["trial_learn_seq"])
                 prior = float(attrs.get("trial_elapsed", 0.0))
-            stop_step = _run_loop(run, sim, learner, net, task, start_step, learn_seq, sigs, loop)
+            timing = dict.fromkeys(TIMING_FIELDS, 0.0)
+            ex0 = float(sim.exchange_s[0])
+            stop_step = _run_loop(run, sim, learner, net, task, start_step, learn_seq, sigs,
+                                  loop, timing)
+            timing["exchange_s"] = float(sim.exchange_s[0]) - ex0
             if stop_step is not None:
                 _write_interrupt(run, sim, learner, net, cell, curve, nnz, loop, stop_step,
                                  prior + time.perf_counter() - t0)
@@ -183,7 +195,9 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
                 allc = comm.gatherv(per, comm.allgather_counts(per.size))
                 cor, n_nan = comm.bcast(mean_correlation(allc) if comm.rank == 0 else None)
             elapsed = prior + time.perf_counter() - t0
-            curve.append(loop, task, elapsed, rate, np.nan if cor is None else cor, n_nan)
+            curve.append(loop, task, elapsed, rate, np.nan if cor is None else cor, n_nan,
+                         timing)
+            t_io = time.perf_counter()
             if save_best_checkpoint and cor is not None and n_nan == 0 and cor > maxcor:
                 _save(run, net, learner, cell, curve, nnz, loop, "", cor=cor, best=True)
                 maxcor = cor
@@ -191,6 +205,7 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
                 _save(run, net, learner, cell, curve, nnz, loop, "")
             elapsed = prior + time.perf_counter() - t0
             curve.cols["elapsed_s"][-1] = elapsed
+            curve.cols["io_s"][-1] = time.perf_counter() - t_io
             walls.append(elapsed)
             if comm.rank == 0:
                 curve.write(run.run_dir / CURVE_NAME)
@@ -199,21 +214,29 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
     return curve.arrays()
 
 
-def _run_loop(run: Run, sim, learner, net, task, start_step, learn_seq, sigs, loop):
-    """Advance one loop from ``start_step``; returns the last step done if interrupted."""
+def _run_loop(run: Run, sim, learner, net, task, start_step, learn_seq, sigs, loop, timing):
+    """Advance one loop from ``start_step``; returns the last step done if interrupted.
+
+    ``timing`` accumulates seconds in the time loop, RLS and the chunk-boundary Allreduce."""
     d, comm = run.d, run.comm
     ls = d.learn_step
     step = start_step
     while step <= d.n_steps:
+        t0 = time.perf_counter()
         if step % ls == 0 and step > d.stim_off_step:
             r_now = sim.traces_at(step - 1)
             nbad = learner.update(r_now, sim.r_ff, sim.u_bal, net.targets[task, learn_seq])
             learn_seq += 1
         else:
             nbad = 0
+        t1 = time.perf_counter()
         end = min((step // ls + 1) * ls - 1, d.n_steps)
         sim.advance(step, end)
+        t2 = time.perf_counter()
         flags = comm.allreduce_max(np.array([nbad > 0, sigs.flag], np.int64))
+        timing["rls_s"] += t1 - t0
+        timing["sim_s"] += t2 - t1
+        timing["sync_s"] += time.perf_counter() - t2
         if flags[0]:
             _diverged(run, learner, loop, task, step)
         if flags[1] and end < d.n_steps:

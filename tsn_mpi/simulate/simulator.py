@@ -151,8 +151,9 @@ class Simulator:
                                        None if cell.model_id >= 0 else cell.step)
         # scratch and the cell tuple (LIF parameters as contiguous arrays for the fast path)
         pad = -(-max(n, 1) // 8) * 8
+        self.exchange_s = np.zeros(1)  # seconds spent in the per-step allgather (MPI only)
         self.scratch = (np.zeros(n, np.float64), np.zeros(n, f32), np.zeros(n, f32),
-                        np.zeros(pad, np.uint8))
+                        np.zeros(pad, np.uint8), self.exchange_s)
         if cell.model_id == LIF:
             p = cell.params
             lif = (p[:, 0].astype(f32), dt * p[:, 1].astype(f32).astype(np.float64),

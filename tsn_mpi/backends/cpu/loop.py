@@ -126,7 +126,7 @@ def _neuron_phase(ti, mode, task, groups):  # pragma: no cover - jitted
     stim_arr, stim_online, ou_s, ou_rng, ou_mu, ou_b, ou_sig = stim
     (sample_group, roll_idx, roll_sel, roll, spk_idx, spk_steps, uavg, u0_sum, u0_sumsq) = record
     send, recv, local_spk, cap_arr, n_ranks, overflow = xchg
-    z, u, drive, spk = scratch
+    z, u, drive, spk, _ = scratch
 
     n = v.size
     n_words = spk.size // 8
@@ -390,17 +390,18 @@ def make_run_steps(exchange, cell_step=None):
     @njit
     def run_steps(t_first, t_last, mode, task, groups):  # pragma: no cover - jitted
         send, recv, local_spk, cap_arr, n_ranks, overflow = groups[9]
+        overflow_t = groups[10][4]
         gid0 = groups[0][8]
         for ti in range(t_first, t_last + 1):
             nsp = neuron_phase(ti, mode, task, groups)
             cap = cap_arr[0]
             _fill_send(send, local_spk, nsp, gid0, cap)
-            exchange(send, recv, cap + 1)
+            exchange(send, recv, cap + 1, overflow_t)
             max_count, send2, recv2 = _exchange_overflow(
                 send, recv, local_spk, nsp, gid0, cap, n_ranks, overflow
             )
             if max_count > cap:
-                exchange(send2, recv2, max_count + 1)
+                exchange(send2, recv2, max_count + 1, overflow_t)
                 _delivery_phase(ti, mode, task, groups, recv2, max_count + 1)
             else:
                 _delivery_phase(ti, mode, task, groups, recv, cap + 1)
