@@ -69,12 +69,11 @@ def test_groups_are_signs_of_valid_nonzero_weights():
     assert not full[5].any()  # padding
 
 
-def test_chunks_give_the_same_result(monkeypatch):
-    rng = np.random.default_rng(4)
-    w, valid = _weights(rng, 50, 6)
-    whole = ip.initial_p_rows(w, valid, 2, 0.8, 1.0, 0.01)
-    monkeypatch.setattr(ip, "_CHUNK_ELEMENTS", 100)  # 3 neurons per chunk
-    np.testing.assert_array_equal(ip.initial_p_rows(w, valid, 2, 0.8, 1.0, 0.01), whole)
+def test_empty_and_tiny():
+    w = np.zeros((0, 4), np.float32)
+    assert ip.initial_p_rows(w, w > 0, 2, 0.8, 1.0, 0.01).shape == (0, 21)
+    one = ip.initial_p_rows(np.ones((3, 1)), np.ones((3, 1), bool), 0, 0.5, 1.0, 0.25)
+    np.testing.assert_allclose(one, 1 / 0.75)  # a group of one: 1/(lam + mu)
 
 
 def test_bad_arguments():

@@ -4,28 +4,16 @@
 ``penlambda * I + penmu * (e e^T + h h^T)`` with ``e`` / ``h`` the indicators of positive /
 negative weights among the valid slots (zero weights join no group).  Each sign group of size g
 is inverted with Sherman-Morrison, ``(lam I + mu 1 1^T)^-1 = (1/lam)(I - mu/(lam + g mu) 1 1^T)``,
-so P0 costs O(n^2) per neuron and no matrix inverse.  Padding slots (``pre_valid`` False) get
-all-zero rows and columns, so the RLS update never moves them.
+so P0 costs O(n^2) per neuron and no matrix inverse (one compiled loop, a few ns per entry).
+Padding slots (``pre_valid`` False) get all-zero rows and columns, so the RLS update never moves
+them.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 from numpy.typing import NDArray
-
-from tsn_mpi.learn.packed import upper_indices
-
-_CHUNK_ELEMENTS = 1 << 24  # neurons are processed in chunks of about this many P entries
-
-
-def _storage_indices(n: int, storage: str) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """Row/column index of every stored element: packed upper or full row-major."""
-    if storage == "packed":
-        return upper_indices(n)
-    if storage == "full":
-        a, b = np.divmod(np.arange(n * n), n)
-        return a, b
-    raise ValueError(f"storage must be 'packed' or 'full', got {storage!r}")
 
 
 def sign_groups(w_in: NDArray, pre_valid: NDArray[np.bool_], n_ff: int) -> NDArray[np.int8]:
@@ -38,6 +26,40 @@ def sign_groups(w_in: NDArray, pre_valid: NDArray[np.bool_], n_ff: int) -> NDArr
     grp[:, n_ff:][(w_in > 0) & pre_valid] = 1
     grp[:, n_ff:][(w_in < 0) & pre_valid] = 2
     return grp
+
+
+@njit(cache=True)
+def _fill_p0(grp, pre_valid, n_ff, lam, mu, penlam_ff, full, out):
+    """Write P0 of every neuron into out (n_owned, L): packed upper or full row-major."""
+    n_owned, n = grp.shape
+    same = np.zeros(3)  # same-group off-diagonal entry per label (0: none)
+    diag = np.empty(n)
+    for i in range(n_owned):
+        g_pos = 0
+        g_neg = 0
+        for a in range(n):
+            g_pos += grp[i, a] == 1
+            g_neg += grp[i, a] == 2
+        same[1] = -mu / (lam * (lam + g_pos * mu))
+        same[2] = -mu / (lam * (lam + g_neg * mu))
+        for a in range(n):
+            if a < n_ff:
+                diag[a] = 1.0 / penlam_ff
+            elif pre_valid[i, a - n_ff]:
+                diag[a] = 1.0 / lam + same[grp[i, a]]
+            else:
+                diag[a] = 0.0
+        idx = 0
+        for row in range(n):
+            for col in range(n if full else row + 1):
+                a, b = (row, col) if full else (col, row)  # packed: column b = row, a <= b
+                if a == b:
+                    out[i, idx] = diag[a]
+                elif grp[i, a] == grp[i, b]:
+                    out[i, idx] = same[grp[i, a]]
+                else:
+                    out[i, idx] = 0.0
+                idx += 1
 
 
 def initial_p_rows(
@@ -62,32 +84,10 @@ def initial_p_rows(
         raise ValueError(f"w_in {w_in.shape} and pre_valid {pre_valid.shape} must be equal 2-D")
     n_owned, m = w_in.shape
     n = n_ff + m
-    a, b = _storage_indices(n, storage)
-    length = a.size
-    out = np.empty((n_owned, length), dtype=np.float64)
-    if n_owned == 0 or length == 0:
-        return out
-
-    lam, mu = float(penlambda), float(penmu)
-    diag_pos = np.flatnonzero(a == b)  # where element (s, s) lives, for s = 0..n-1
-    chunk = max(1, _CHUNK_ELEMENTS // length)
-    for lo in range(0, n_owned, chunk):
-        hi = min(lo + chunk, n_owned)
-        grp = sign_groups(w_in[lo:hi], pre_valid[lo:hi], n_ff)
-        g_pos = np.count_nonzero(grp == 1, axis=1)
-        g_neg = np.count_nonzero(grp == 2, axis=1)
-        # same-group entry of (1/lam)(I - mu/(lam + g mu) 11^T), per neuron and group label
-        same = np.zeros((hi - lo, 3), dtype=np.float64)
-        same[:, 1] = -mu / (lam * (lam + g_pos * mu))
-        same[:, 2] = -mu / (lam * (lam + g_neg * mu))
-        ga = grp[:, a]
-        block = np.take_along_axis(same, ga.astype(np.intp), axis=1)
-        block[ga != grp[:, b]] = 0.0
-        # diagonal: 1/penlam_ff (FF), 1/lam + same-group term (recurrent), 0 (padding)
-        diag = np.take_along_axis(same, grp.astype(np.intp), axis=1)
-        diag[:, n_ff:] += 1.0 / lam
-        diag[:, :n_ff] = 1.0 / penlam_ff
-        diag[:, n_ff:][~pre_valid[lo:hi]] = 0.0
-        block[:, diag_pos] = diag
-        out[lo:hi] = block
+    if storage not in ("packed", "full"):
+        raise ValueError(f"storage must be 'packed' or 'full', got {storage!r}")
+    out = np.empty((n_owned, n * n if storage == "full" else n * (n + 1) // 2))
+    valid = np.ascontiguousarray(pre_valid)
+    _fill_p0(sign_groups(w_in, valid, n_ff), valid, n_ff, float(penlambda), float(penmu),
+             float(penlam_ff), storage == "full", out)  # fmt: skip
     return out

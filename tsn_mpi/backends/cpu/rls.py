@@ -38,7 +38,7 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 from numpy.typing import NDArray
 
 from tsn_mpi.learn.packed import TILE_W
@@ -136,7 +136,7 @@ def float_to_half(x: np.float32) -> np.uint16:
 # disables LLVM's SLP vectoriser, so plain loops over 32 lanes come out scalar or wrapped in
 # per-row runtime alias checks (3-4x slower).  These two intrinsics emit the W-lane rows as LLVM
 # vectors directly.  P arrives as bytes (n_tiles, L, W * itemsize) plus a literal storage code;
-# scratch rows X, K, S, T are float64 (n, W) holding values of the arithmetic type.  float16 rows
+# scratch rows X, K, S, T are (n, W) arrays of the arithmetic type.  float16 rows
 # are widened with ``fpext`` and narrowed with ``fptrunc`` (IEEE, round to nearest even; x86:
 # vcvtph2ps / vcvtps2ph).  The caller guarantees that every index is in bounds.
 
@@ -187,28 +187,29 @@ class _Rows:
         b.store(val, ptr, align=2 if self.code == F16 else 4)
 
     def s_ptr(self, sdata, row):
-        """Address of row ``row`` of a float64 (n, W) scratch array."""
+        """Address of row ``row`` of an (n, W) scratch array in the arithmetic type."""
         b = self.builder
         off = b.mul(row, ir.Constant(_I64, W))
-        return b.bitcast(b.gep(sdata, [off]), ir.VectorType(ir.DoubleType(), W).as_pointer())
+        return b.bitcast(b.gep(sdata, [off]), _math_vec(self.code).as_pointer())
 
     def load_s(self, ptr):
-        v = self.builder.load(ptr, align=8)
-        return v if self.code == F64 else self.builder.fptrunc(v, _math_vec(F32))
+        return self.builder.load(ptr, align=8 if self.code == F64 else 4)
 
     def store_s(self, val, ptr):
-        if self.code != F64:
-            val = self.builder.fpext(val, ir.VectorType(ir.DoubleType(), W))
-        self.builder.store(val, ptr, align=8)
+        self.builder.store(val, ptr, align=8 if self.code == F64 else 4)
 
 
 def _line_types_ok(P, code, A, B):
-    """Typing guard: P uint8 (n_tiles, L, W*itemsize), literal code, A and B float64 (n, W)."""
+    """Typing guard: P uint8 (n_tiles, L, W*itemsize), literal code, A and B (n, W) arrays of
+    the arithmetic type (float64 for code F64, else float32)."""
     ok = isinstance(P, types.Array) and P.ndim == 3 and P.layout == "C"
     ok = ok and P.dtype == types.uint8 and isinstance(code, types.IntegerLiteral)
+    if not ok:
+        return False
+    math = types.float64 if code.literal_value == F64 else types.float32
     for a in (A, B):
         ok = ok and isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C"
-        ok = ok and a.dtype == types.float64
+        ok = ok and a.dtype == math
     return ok
 
 
@@ -286,46 +287,64 @@ def _update_line(typingctx, P, code, t, off, S, T, i, j0, j1):
 # ------------------------------------------------------------------------ fast mode, one tile
 
 
-@njit(cache=True, inline="always")
 def _spmv_tile(P, code, t, full, X, K):
-    """K = P[t] X: packed columns b (elements (a, b), a <= b) or full rows a (a*n + b, b >= a)."""
-    n = X.shape[0]
-    K[:] = 0.0
-    base = 0
-    for b in range(n):
-        off, j0, j1 = (b * n, b + 1, n) if full else (base, 0, b)
-        if code == F64:
-            _spmv_line(P, 0, t, off, X, K, b, j0, j1)
-        elif code == F32:
-            _spmv_line(P, 1, t, off, X, K, b, j0, j1)
-        else:
-            _spmv_line(P, 2, t, off, X, K, b, j0, j1)
-        base += b + 1
+    """K = P[t] X: packed columns b (elements (a, b), a <= b) or full rows a (a*n + b, b >= a).
+
+    Overloaded on the scratch dtype: float64 scratch goes with float64 P, float32 scratch with
+    float32 or float16 P, so only matching intrinsics are compiled.
+    """
 
 
-@njit(cache=True, inline="always")
 def _update_tile(P, code, t, full, K, KD):
     """P[t] -= KD K^T on the upper triangle: element (a, b), a <= b, minus KD[b] * K[a]."""
-    n = K.shape[0]
-    base = 0
-    for b in range(n):
-        if full:  # row b: elements (b, c), c >= b, minus K[b] * KD[c]
-            S, T, off, j0, j1 = K, KD, b * n, b, n
-        else:  # packed column b: elements (a, b), a <= b, minus KD[b] * K[a]
-            S, T, off, j0, j1 = KD, K, base, 0, b + 1
-        if code == F64:
-            _update_line(P, 0, t, off, S, T, b, j0, j1)
-        elif code == F32:
-            _update_line(P, 1, t, off, S, T, b, j0, j1)
-        else:
-            _update_line(P, 2, t, off, S, T, b, j0, j1)
-        base += b + 1
+
+
+def _lines(spmv, codes):
+    """Implementation of _spmv_tile (spmv True) or _update_tile for the given storage codes."""
+    c0, c1 = codes[0], codes[-1]
+
+    def spmv_impl(P, code, t, full, X, K):
+        n = X.shape[0]
+        K[:] = 0.0
+        base = 0
+        for b in range(n):
+            off, j0, j1 = (b * n, b + 1, n) if full else (base, 0, b)
+            if code == c0:
+                _spmv_line(P, c0, t, off, X, K, b, j0, j1)
+            else:
+                _spmv_line(P, c1, t, off, X, K, b, j0, j1)
+            base += b + 1
+
+    def update_impl(P, code, t, full, K, KD):
+        n = K.shape[0]
+        base = 0
+        for b in range(n):
+            if full:  # row b: elements (b, c), c >= b, minus K[b] * KD[c]
+                S, T, off, j0, j1 = K, KD, b * n, b, n
+            else:  # packed column b: elements (a, b), a <= b, minus KD[b] * K[a]
+                S, T, off, j0, j1 = KD, K, base, 0, b + 1
+            if code == c0:
+                _update_line(P, c0, t, off, S, T, b, j0, j1)
+            else:
+                _update_line(P, c1, t, off, S, T, b, j0, j1)
+            base += b + 1
+
+    return spmv_impl if spmv else update_impl
+
+
+@overload(_spmv_tile)
+def _ol_spmv_tile(P, code, t, full, X, K):
+    return _lines(True, (F64,) if X.dtype == types.float64 else (F32, F16))
+
+
+@overload(_update_tile)
+def _ol_update_tile(P, code, t, full, K, KD):
+    return _lines(False, (F64,) if K.dtype == types.float64 else (F32, F16))
 
 
 @njit(cache=True, inline="always")
-def _gather_tile(t, code, pre, r, x_ff, X):
-    """X[:, lane] = [x_ff; r[pre[lid]]] (0 on padding slots and lanes), rounded to the
-    arithmetic type (float32 unless P is float64); X (n, W) float64."""
+def _gather_tile(t, pre, r, x_ff, X):
+    """X[:, lane] = [x_ff; r[pre[lid]]] (0 on padding slots and lanes), rounded to X's dtype."""
     n_owned, m = pre.shape
     n_ff = x_ff.shape[0]
     X[:] = 0.0
@@ -337,10 +356,6 @@ def _gather_tile(t, code, pre, r, x_ff, X):
             g = pre[lid, j]
             if g >= 0:
                 X[n_ff + j, lane] = r[g]
-    if code != F64:
-        for a in range(X.shape[0]):
-            for lane in range(W):
-                X[a, lane] = np.float32(X[a, lane])
 
 
 @njit(cache=True, inline="always")
@@ -353,7 +368,7 @@ def _finish_tile(t, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad, 
         lid = t * W + lane
         c = 0.0
         for a in range(n):
-            c += X[a, lane] * K[a, lane]
+            c += np.float64(X[a, lane]) * np.float64(K[a, lane])
         den = 1.0 / (1.0 + c)
         e = 0.0
         for j in range(m):
@@ -369,10 +384,10 @@ def _finish_tile(t, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad, 
             ok = ok and np.isfinite(K[a, lane])
         for j in range(m):
             if ok and pre[lid, j] >= 0:
-                ok = np.isfinite(np.float32(w[lid, j] - coef * K[n_ff + j, lane]))
+                ok = np.isfinite(np.float32(w[lid, j] - coef * np.float64(K[n_ff + j, lane])))
         for a in range(n_ff):
             if ok:
-                ok = np.isfinite(np.float32(w_ff[lid, a] - coef * K[a, lane]))
+                ok = np.isfinite(np.float32(w_ff[lid, a] - coef * np.float64(K[a, lane])))
         bad[lid] = 0 if ok else 1
         for a in range(n):
             KD[a, lane] = den * K[a, lane] if ok else 0.0
@@ -381,22 +396,31 @@ def _finish_tile(t, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad, 
         if ok and apply:
             for j in range(m):
                 if pre[lid, j] >= 0:
-                    w[lid, j] = w[lid, j] - coef * K[n_ff + j, lane]
+                    w[lid, j] = w[lid, j] - coef * np.float64(K[n_ff + j, lane])
             for a in range(n_ff):
-                w_ff[lid, a] = w_ff[lid, a] - coef * K[a, lane]
+                w_ff[lid, a] = w_ff[lid, a] - coef * np.float64(K[a, lane])
+
+
+@njit(cache=True)
+def _tile_step(P, code, t, full, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad, X,
+               K, KD):  # fmt: skip
+    """Complete fast-mode step of tile t with scratch X, K, KD (n, W) in the arithmetic type."""
+    _gather_tile(t, pre, r, x_ff, X)
+    _spmv_tile(P, code, t, full, X, K)
+    _finish_tile(t, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad, X, K, KD)
+    _update_tile(P, code, t, full, K, KD)
 
 
 @njit(cache=True)
 def _fast_tile(P, code, t, full, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad):
-    """Complete fast-mode step of tile t: gather x, k = P x, error and weights, P update."""
+    """Fast-mode step of tile t: float64 scratch for float64 P, float32 scratch otherwise."""
     n = x_ff.shape[0] + pre.shape[1]
-    X = np.empty((n, W))
-    K = np.empty((n, W))
-    KD = np.zeros((n, W))
-    _gather_tile(t, code, pre, r, x_ff, X)
-    _spmv_tile(P, code, t, full, X, K)
-    _finish_tile(t, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad, X, K, KD)
-    _update_tile(P, code, t, full, K, KD)
+    args = (P, code, t, full, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad)
+    if code == F64:
+        _tile_step(*args, np.empty((n, W)), np.empty((n, W)), np.empty((n, W)))
+    else:
+        f4 = np.float32
+        _tile_step(*args, np.empty((n, W), f4), np.empty((n, W), f4), np.empty((n, W), f4))
 
 
 @njit(parallel=True, cache=True)
