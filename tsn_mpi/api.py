@@ -49,12 +49,13 @@ def init(run_dir: str | Path, itasks: list[int] | None = None, comm: Comm | None
 
 def train(run_dir: str | Path, nloops: int | None = 1, correlation_interval: int = 1,
           save_best_checkpoint: bool = False, restore_from_checkpoint: str | int | None = None,
-          total_loops: int | None = None, comm: Comm | None = None, quiet: bool = False):
+          total_loops: int | None = None, comm: Comm | None = None, quiet: bool = False,
+          monitor_resources: float | None = None):
     """Train ``nloops`` loops (or until loop ``total_loops``); returns the learning curve."""
     from tsn_mpi.phases.train import run_train
 
     return run_train(run_dir, nloops, correlation_interval, save_best_checkpoint,
-                     restore_from_checkpoint, total_loops, comm, quiet)
+                     restore_from_checkpoint, total_loops, comm, quiet, monitor_resources)
 
 
 def test(run_dir: str | Path, ntrials: int = 1, neurons: str | list[int] | None = None,

@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="keep a checkpoint of the best correlation so far")
     s.add_argument("--restore-from-checkpoint", metavar="K",
                    help="start from checkpoint K (e.g. 10, 10i, 7-cor0.712; default newest)")
+    s.add_argument("--monitor-resources", type=float, metavar="S",
+                   help="sample CPU %%, RSS and GPU memory of every rank every S seconds")
 
     s = sub.add_parser("test", help="run trials without learning, record, and plot")
     s.add_argument("dir", type=Path)
@@ -108,6 +110,7 @@ def _dispatch(args, comm) -> int:
             save_best_checkpoint=args.save_best_checkpoint,
             restore_from_checkpoint=args.restore_from_checkpoint,
             total_loops=args.total_loops, comm=comm, quiet=args.quiet,
+            monitor_resources=args.monitor_resources,
         )
     elif args.cmd == "test":
         _positive("ntrials", args.ntrials)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from tsn_mpi.io.network_file import read_network
 from tsn_mpi.learn.correlation import mean_correlation, pearson_per_neuron
 from tsn_mpi.learn.learner import Learner
 from tsn_mpi.log import TABLE_HEADER, format_row
+from tsn_mpi.monitor import ResourceMonitor
 from tsn_mpi.phases.common import (
     CURVE_NAME,
     NETWORK_NAME,
@@ -124,8 +126,12 @@ class _Signals:
 def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval: int = 1,
               save_best_checkpoint: bool = False, restore_from_checkpoint: str | int | None = None,
               total_loops: int | None = None, comm: Comm | None = None,
-              quiet: bool = False) -> dict[str, np.ndarray]:
-    """Train; returns the learning curve (all loops so far) as arrays."""
+              quiet: bool = False, monitor_resources: float | None = None
+              ) -> dict[str, np.ndarray]:
+    """Train; returns the learning curve (all loops so far) as arrays.
+
+    ``monitor_resources``: every that many seconds, sample CPU %, RSS and GPU memory of every
+    rank; rank 0 prints them after each loop."""
     run = open_run(run_dir, comm, quiet)
     cfg, d, comm, owned = run.cfg, run.d, run.comm, run.owned
     net, init = read_network(run.run_dir / NETWORK_NAME, cfg, d, owned)
@@ -160,7 +166,8 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
     run.out.info(TABLE_HEADER)
     maxcor = max([c for c in curve.cols["correlation"] if c == c] or [-np.inf])
     walls: list[float] = []
-    with _Signals() as sigs:
+    monitor = ResourceMonitor(monitor_resources) if monitor_resources else nullcontext()
+    with _Signals() as sigs, monitor:
         for loop in range(first, last + 1):
             t0 = time.perf_counter()
             task = int(chooser(loop, ntasks))
@@ -211,6 +218,8 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
                 curve.write(run.run_dir / CURVE_NAME)
             eta = float(np.mean(walls[-5:])) * (last - loop)
             run.out.info(format_row(loop, task, elapsed, rate, cor, n_nan, eta))
+            if monitor_resources:
+                monitor.report(comm, run.out)
     return curve.arrays()
 
 

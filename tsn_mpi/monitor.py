@@ -1,0 +1,83 @@
+"""``--monitor-resources S``: sample CPU %, RSS and GPU memory of every rank every S seconds.
+
+A daemon thread per rank samples its own process (from /proc, no extra dependency); the main
+thread gathers the latest samples to rank 0 at loop boundaries (collectives never run in the
+sampling thread) and rank 0 prints one line per rank.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _gpu_bytes() -> int | None:
+    try:
+        import cupy
+    except ImportError:
+        return None
+    try:
+        free, total = cupy.cuda.runtime.memGetInfo()
+    except Exception:  # noqa: BLE001 - no device
+        return None
+    return int(total - free)
+
+
+class ResourceMonitor:
+    """Samples this process every ``interval`` seconds in a daemon thread."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = float(interval)
+        self.latest: dict[str, float] = {}
+        self.peak_rss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="tsn-monitor")
+
+    def __enter__(self) -> ResourceMonitor:
+        self._sample(time.monotonic(), _cpu_seconds())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2 * self.interval + 1)
+
+    def _sample(self, t_prev: float, c_prev: float) -> tuple[float, float]:
+        t, c = time.monotonic(), _cpu_seconds()
+        rss = _rss_bytes()
+        self.peak_rss = max(self.peak_rss, rss)
+        cpu = 100.0 * (c - c_prev) / (t - t_prev) if t > t_prev else 0.0
+        gpu = _gpu_bytes()
+        self.latest = {"cpu_percent": cpu, "rss_mb": rss / 1e6,
+                       "peak_rss_mb": self.peak_rss / 1e6,
+                       "gpu_mb": float("nan") if gpu is None else gpu / 1e6}
+        return t, c
+
+    def _loop(self) -> None:
+        t, c = time.monotonic(), _cpu_seconds()
+        while not self._stop.wait(self.interval):
+            t, c = self._sample(t, c)
+
+    def report(self, comm, out) -> list[dict[str, float]]:
+        """Gather every rank's latest sample (collective) and print them on rank 0."""
+        rows = comm.allgather_obj(dict(self.latest))
+        for r, row in enumerate(rows):
+            gpu = "" if row.get("gpu_mb", float("nan")) != row.get("gpu_mb") else (
+                f", GPU {row['gpu_mb']:.0f} MB")
+            out.info(f"  resources rank {r}: CPU {row.get('cpu_percent', 0):5.0f} %, RSS "
+                     f"{row.get('rss_mb', 0):.0f} MB (peak {row.get('peak_rss_mb', 0):.0f}){gpu}")
+        return rows
