@@ -416,11 +416,13 @@ def _fast_tile(P, code, t, full, pre, w, r, x_ff, w_ff, u_bal, target, textbook,
     """Fast-mode step of tile t: float64 scratch for float64 P, float32 scratch otherwise."""
     n = x_ff.shape[0] + pre.shape[1]
     args = (P, code, t, full, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad)
+    # KD must start at zero: _finish_tile leaves the padding lanes of a partial tile untouched,
+    # and garbage there (possibly NaN) times K = 0 would turn padding P entries into NaN
     if code == F64:
-        _tile_step(*args, np.empty((n, W)), np.empty((n, W)), np.empty((n, W)))
+        _tile_step(*args, np.empty((n, W)), np.empty((n, W)), np.zeros((n, W)))
     else:
         f4 = np.float32
-        _tile_step(*args, np.empty((n, W), f4), np.empty((n, W), f4), np.empty((n, W), f4))
+        _tile_step(*args, np.empty((n, W), f4), np.empty((n, W), f4), np.zeros((n, W), f4))
 
 
 @njit(parallel=True, cache=True)
