@@ -1,0 +1,145 @@
+"""tsn_mpi.plan: memory by component scales as the arrays do; the CLI entry prints a table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_tiny
+from tsn_mpi.config import from_dict
+from tsn_mpi.plan import GB, MB, plan, plan_main
+
+P_TILES = "P (RLS matrices, AoSoA tiles)"
+P_ROWS = "P rows read from the checkpoint"
+
+
+def cfg(n: int = 4096, **sections):
+    data = {"network": {"n_cells": n}}
+    for name, table in sections.items():
+        data.setdefault(name, {}).update(table)
+    return from_dict(data, "test")
+
+
+def test_components_positive_and_peak_is_their_sum() -> None:
+    p = plan(cfg(), 2)
+    assert all(v > 0 for v in p["components"].values()), p["components"]
+    assert p["peak_bytes"] == sum(p["components"].values()) + max(p["transients"].values())
+    assert p["n_owned"] == 2048 and p["k"] == 205 and p["n_plastic"] == 58
+    assert p["p_length"] == 58 * 59 // 2
+    assert p["seconds_per_loop"] > 0 and all(v >= 0 for v in p["time"].values())
+
+
+def test_p_scales_with_neurons_per_rank() -> None:
+    fixed = {"l_exc": 20, "l_inh": 20}  # same RLS size for every N
+    one = plan(cfg(8192, plastic=fixed), 1)["components"][P_ROWS]
+    two = plan(cfg(8192, plastic=fixed), 2)["components"][P_ROWS]
+    four = plan(cfg(8192, plastic=fixed), 4)["components"][P_ROWS]
+    double_n = plan(cfg(16384, plastic=fixed), 2)["components"][P_ROWS]
+    assert one == 2 * two == 4 * four
+    assert double_n == 2 * two
+    assert two == 4096 * (40 * 41 // 2) * 4
+    # the tiles round the owned neurons up to a multiple of 32
+    tiles = plan(cfg(8192 + 2, plastic=fixed), 2)["components"][P_TILES]
+    assert tiles == 4128 * 820 * 4
+
+
+def test_p_layout_precision_and_small_mode() -> None:
+    base = plan(cfg(), 1)["components"][P_ROWS]
+    assert plan(cfg(learning={"p_precision": "float16"}), 1)["components"][P_ROWS] == base // 2
+    assert plan(cfg(learning={"p_precision": "float64"}), 1)["components"][P_ROWS] == 2 * base
+    full = plan(cfg(learning={"p_storage": "full"}), 1)["components"][P_ROWS]
+    assert full == 4096 * 58 * 58 * 4
+    small = plan(cfg(learning={"mode": "small"}), 1)
+    assert P_TILES not in small["components"] and P_ROWS not in small["components"]
+    assert small["components"]["small-mode trace history"] == 10 * 4096 * 8
+
+
+def test_connectivity_scales_with_k() -> None:
+    a = plan(cfg(4096, network={"p_ee": 0.05}), 1)["components"]
+    b = plan(cfg(4096, network={"p_ee": 0.1}), 1)["components"]
+    inc_a = a["static connectivity, incoming"] - 4097 * 8
+    inc_b = b["static connectivity, incoming"] - 4097 * 8
+    assert inc_a == 4096 * 2 * 102 * 5 and inc_b == 4096 * 2 * 205 * 5
+
+
+def test_stimulus_precomputed_below_one_gib_only() -> None:
+    small = plan(cfg(4096), 1)["components"]["stimulus"]
+    assert small == 1 * 2000 * 4096 * 4
+    big = plan(cfg(200_000), 1)["components"]["stimulus"]  # 1.6 GB > 1 GiB: generated online
+    assert big == 0
+    assert plan(cfg(200_000), 2)["components"]["stimulus"] == 2000 * 100_000 * 4
+
+
+def test_fits_or_not() -> None:
+    c = cfg()
+    assert plan(c, 2, node_mem_bytes=64 * GB)["fits"]
+    tight = plan(c, 2, node_mem_bytes=100 * MB)
+    assert not tight["fits"]
+    p = plan(c, 4, node_mem_bytes=64 * GB, ranks_per_node=2)
+    assert p["node_bytes"] == 2 * p["peak_bytes"]
+    big = plan(cfg(100_000), 2, node_mem_bytes=24 * GB)
+    assert not big["fits"] and big["peak_bytes"] > 20 * GB
+
+
+def test_time_model_terms() -> None:
+    c = cfg()
+    one = plan(c, 1, cores_per_node=1)["time"]
+    two = plan(c, 2, cores_per_node=2)["time"]
+    assert two["neuron updates"] == pytest.approx(one["neuron updates"] / 2)
+    assert two["synaptic events"] == pytest.approx(one["synaptic events"] / 2)
+    assert two["per-step overhead and allgather"] > one["per-step overhead and allgather"]
+    over = plan(c, 4, cores_per_node=2)["time"]["per-step overhead and allgather"]
+    assert over > two["per-step overhead and allgather"]  # oversubscribed collectives
+    fast = plan(c, 1, rate_hz=10.0)["time"]["synaptic events"]
+    assert fast == pytest.approx(2 * plan(c, 1, rate_hz=5.0)["time"]["synaptic events"])
+
+
+def test_gpu_moves_p_to_the_device() -> None:
+    cpu = plan(cfg(), 1)
+    gpu = plan(cfg(), 1, gpu=True)
+    assert gpu["device_bytes"] > cpu["components"][P_TILES]
+    assert gpu["peak_bytes"] < cpu["peak_bytes"] + 1 * GB
+    assert not plan(cfg(), 1, gpu=True, gpu_mem_bytes=1 * MB)["fits"]
+
+
+def test_bad_ranks() -> None:
+    with pytest.raises(ValueError):
+        plan(cfg(), 0)
+
+
+def test_plan_main_table(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    write_tiny(run)
+    assert plan_main([str(run), "--ranks", "2", "--node-mem", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "N = 256, 2 rank(s)" in out
+    for words in ("P (RLS matrices", "static connectivity", "peak per rank", "fits in 16.00 GB",
+                  "time per loop", "total"):
+        assert words in out
+    assert plan_main([str(run / "config.toml"), "--ranks", "1", "--node-mem", "0.0001"]) == 0
+    assert "does NOT fit" in capsys.readouterr().out
+    assert plan_main([str(run), "--ranks", "1", "--gpu"]) == 0
+    assert "GPU memory per rank" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ranks", "0"], "--ranks = 0"),
+        (["--ranks", "1", "--node-mem", "-1"], "--node-mem"),
+        (["--ranks", "300"], "smaller than the 300 ranks"),
+    ],
+)
+def test_plan_main_bad_input(tmp_path: Path, capsys, args, message) -> None:
+    run = tmp_path / "run"
+    write_tiny(run)
+    assert plan_main([str(run), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_plan_main_missing_config(tmp_path: Path, capsys) -> None:
+    assert plan_main([str(tmp_path / "nothing"), "--ranks", "1"]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert plan_main(["--ranks", "1"]) == 2  # argparse usage error

@@ -1,0 +1,336 @@
+"""``tsn-mpi plan``: predict per-rank memory and seconds per loop of ``train`` from the config.
+
+:func:`plan` needs only the config (and, when given a run directory, the init firing rate from
+``network.h5``).  Memory is counted per rank for the rank owning the most neurons
+(``n = ceil(N/R)``) as the arrays the code allocates, in bytes:
+
+- **P**: fast mode ``ceil(n/32)*32 x L x bytes(p_precision)`` (AoSoA tiles of 32 neurons,
+  ``L = n_rls(n_rls+1)/2`` packed or ``n_rls**2`` full); ``train`` also keeps the rows it read
+  from the checkpoint (``n x L``) for the whole run.  Small mode: no P, the history
+  ``H x (N + LX) x 8``.
+- **static connectivity**: ``nnz = n x 2K`` synapses (fixed out-degree 2K, so mean in-degree
+  2K); incoming CSR int32 pre + uint8 code (5 B/synapse) + int64 indptr over n+1, and the
+  outgoing map built when training starts (int32 post + uint8 code, int64 indptr over N+1).
+- **plastic**: pre int32 + w float32 (n x m), w_ff float32 (n x LX), outgoing map post int32 +
+  slot int32 per synapse + int64 indptr over N+1, and the needed presynaptic ids (int64).
+- **targets** ``ntasks x n_learn x n x 4``; **stimulus** ``ntasks x n_stim x n x 4``: a custom
+  plugin's array, and also the default online OU, which the simulator precomputes (same
+  float32 values) whenever that takes at most 1 GiB per rank; above it costs nothing.
+- **neuron state**: about 18 arrays of n float32/float64/uint64 (144 B/neuron) plus the rolling
+  average sums (n_groups x n x 8, groups = distinct bin ranges, ~n_learn + 2*wid/learn_every).
+- **traces**: r, last step, r_now (N float64/int64) and the pending list (N int32).
+- **exchange buffers**: send (cap+1) + receive R x (cap+1) int32, cap = 4 n 20 Hz dt + 16.
+- **interpreter, numba, h5py, MPI**: peak RSS of a 256-neuron train (everything above is
+  < 3 MB there): 172 MB on one process (cached kernels), 232 MB per rank under MPI (the
+  time loop that calls MPI cannot be cached, so it is compiled at start: +60 MB).  On
+  another installation this differs (the GPU machine's Python 3.12 image: 255 MB).
+
+Transients on top (the largest counts): building the outgoing maps (int64 position per static
+and plastic synapse), the checkpoint written after the last loop (P as rows, ``n x L``) and the
+per-trial correlation bins (2 x n_learn x n x 8).  Peak = persistent + largest transient.
+
+Seconds per loop = neuron updates + synaptic events + RLS + per-step collective:
+
+- ``n_steps x n x C_NEURON``, C_NEURON = 1.73 ns per neuron-step;
+- ``n x rate x T x (2K + m) x C_EVENT`` (spikes received by owned neurons at the init rate,
+  5 Hz when unknown), C_EVENT = 4.45 ns per delivered event;
+- ``n_learn x n x L x bytes / BW`` with BW = min(threads x 6.5 GB/s, 12 GB/s per node shared
+  by its ranks) (bytes of P streamed per second by the fused tiled kernel; threads = cores per
+  node / ranks per node);
+- ``n_steps x (C_STEP + LAT)``: C_STEP = 0.5 us fixed per step and rank; LAT the per-step
+  allgather, 2 us per step at R <= cores of the node, 20 us when the node is oversubscribed.
+- The checkpoint after the last loop adds ``R x n x L x bytes / 0.2 GB/s`` (ranks write in
+  turns unless h5py has MPI); reported apart.
+
+Where the constants come from (this project's 2-core AMD EPYC Zen 5 VM, 24 GB, numba 0.68, PyPI
+mpich 5.0.2, 2026-11-25).  C_NEURON and C_EVENT: a least-squares fit (relative error, C_STEP
+fixed at 0.5 us) of the time spent in ``Simulator.advance`` (timed by wrapping it) in
+``tsn-mpi train`` loops 2-4 at R = 1, NUMBA_NUM_THREADS=1, of five configs: N = 2048, 4096,
+8192 with p_ee = 0.1, N = 4096 with p_ee = 0.025, N = 8192 with p_ee = 0.2 (the best of two
+runs each; the fit is within 0.8-1.1x of each).  RLS_GBS_THREAD: median of the same runs'
+``Learner.update`` time (4.6-7.5 GB/s); RLS_GBS_NODE: the tiled kernel with 2 threads on an
+idle machine, infra notes §3 (35 GB/s counting P three times = 11.7 GB/s of P).  LAT: infra
+notes §1.1 (numba-mpi allgather 1.7 us at R = 2, 17 us oversubscribed).  CKPT_GBS: the time the
+checkpoint added to the last loop of the same runs.  Other sessions' jobs loaded this machine
+during calibration (load average 2.5-5 on 2 cores), so expect predicted times within a factor
+of about 2; memory is deterministic and was validated within 6 % (benchmarks/results/
+plan_validation.json: peak RSS measured against these predictions at N = 4096, 32768, 100000).
+GPU: P and the per-neuron arrays move to the device (``device_bytes``); the host keeps the
+overhead and the checkpoint buffers.  There is no GPU backend yet, so GPU numbers are a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+MB = 1_000_000
+GB = 1_000_000_000
+
+TILE_W = 32                     # neurons per AoSoA tile (tsn_mpi.learn.packed.TILE_W)
+STIM_PRECOMPUTE_BYTES = 1 << 30  # tsn_mpi.simulate.simulator.STIM_PRECOMPUTE_BYTES
+OVERHEAD_SERIAL = 172 * MB      # peak RSS of a 256-neuron train, one process
+OVERHEAD_MPI = 232 * MB         # the same per rank under mpiexec -n 2
+OVERHEAD_GPU = 600 * MB         # + CUDA context and cupy (a guess: no GPU backend yet)
+STATE_BYTES_PER_NEURON = 144    # ~18 per-neuron arrays of the simulator, learner and cell
+RATE_HZ = 5.0                   # firing rate assumed when network.h5 gives none
+C_NEURON = 1.73e-9              # s per neuron-step (time loop)
+C_EVENT = 4.45e-9               # s per delivered synaptic event
+C_STEP = 0.5e-6                 # s per step and rank (loop overhead)
+LAT_MPI = 2.0e-6                # s per step: one allgather, ranks <= cores
+LAT_OVERSUBSCRIBED = 20.0e-6    # s per step: one allgather, more ranks than cores
+RLS_GBS_THREAD = 6.5            # GB/s of P per thread (fused tiled RLS kernel)
+RLS_GBS_NODE = 12.0             # GB/s of P per node (2 threads; memory-bound)
+CKPT_GBS = 0.2                  # GB/s of P written to a checkpoint (all ranks together)
+GPU_MEM_BYTES = 80 * GB         # default memory of one GPU
+GPU_RLS_GBS = 1500.0            # GB/s of P on a GPU (HBM; a model, not measured)
+
+P_BYTES = {"float64": 8, "float32": 4, "float16": 2}
+
+
+def _node_mem_bytes() -> int:
+    """MemTotal of this machine (/proc/meminfo), in bytes."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def _n_groups(cfg, d) -> int:
+    from tsn_mpi.simulate.rolling import sample_groups
+
+    return int(sample_groups(cfg, d)[1].shape[0])
+
+
+def _default_stimulus(cfg) -> bool:
+    return cfg.stimulus.plugin == "tsn_mpi.network.stimulus:ornstein_uhlenbeck"
+
+
+def plan(cfg, ranks: int, gpu: bool = False, node_mem_bytes: int | None = None,
+         ranks_per_node: int | None = None, cores_per_node: int | None = None,
+         rate_hz: float | None = None, gpu_mem_bytes: int | None = None) -> dict[str, Any]:
+    """Predict per-rank memory (bytes, by component) and seconds per training loop.
+
+    ``cfg``: a validated Config.  ``ranks``: MPI ranks in total; ``ranks_per_node`` (default
+    all of them) share a node of ``node_mem_bytes`` (default this machine's MemTotal) and
+    ``cores_per_node`` cores (default this machine's).  ``gpu``: one GPU per rank.
+    ``rate_hz``: mean firing rate (default 5 Hz; :func:`plan_main` reads init's from
+    network.h5).  ``gpu_mem_bytes``: memory of one GPU (default 80 GB).
+    Returns a dict: ``components`` and ``transients`` (name -> bytes per rank),
+    ``peak_bytes`` per rank, ``node_bytes``, ``fits``, ``time`` (name -> s per loop),
+    ``seconds_per_loop``, ``checkpoint_s`` and the sizes used.
+    """
+    from tsn_mpi.config import derive
+
+    if ranks < 1:
+        raise ValueError("ranks must be >= 1")
+    d = derive(cfg)
+    lr = cfg.learning
+    N = d.n_cells
+    from tsn_mpi.partition import partition
+
+    n = int(partition(N, ranks).counts().max())  # the largest owned range
+    rpn = min(ranks_per_node or ranks, ranks)
+    cores = cores_per_node or os.cpu_count() or 1
+    node_mem = int(node_mem_bytes or _node_mem_bytes())
+    rate = RATE_HZ if rate_hz is None else float(rate_hz)
+    m, lx, nr = d.n_plastic, d.l_ff, d.n_rls
+    length = d.n_packed if lr.p_storage == "packed" else nr * nr
+    pb = P_BYTES[lr.p_precision]
+    fast = lr.mode == "fast"
+    nnz = n * 2 * d.k
+    n_stim = max(d.n_stim_steps, 1)
+
+    comp: dict[str, int] = {}
+    if fast:
+        comp["P (RLS matrices, AoSoA tiles)"] = -(-n // TILE_W) * TILE_W * length * pb
+        comp["P rows read from the checkpoint"] = n * length * pb
+    else:
+        comp["small-mode trace history"] = d.history * (N + lx) * 8
+    comp["static connectivity, incoming"] = nnz * 5 + (n + 1) * 8
+    comp["static connectivity, outgoing map"] = nnz * 5 + (N + 1) * 8
+    comp["plastic connectivity"] = (n * m * (4 + 4) + n * lx * 4 + n * m * (4 + 4)
+                                    + (N + 1) * 8 + min(N, n * m) * 8)
+    comp["targets"] = d.ntasks * d.n_learn * n * 4
+    stim = d.ntasks * n_stim * n * 4
+    if _default_stimulus(cfg) and stim > STIM_PRECOMPUTE_BYTES:
+        stim = 0
+    comp["stimulus"] = stim
+    comp["neuron state"] = n * STATE_BYTES_PER_NEURON + _n_groups(cfg, d) * n * 8
+    comp["traces"] = N * (8 + 8 + 8 + 4)
+    cap = max(n, 1) if ranks == 1 else max(64, int(4 * n * 20.0 * cfg.simulation.dt / 1000) + 16)
+    comp["exchange buffers"] = (cap + 1) * 4 * (1 + ranks) + max(n, 1) * 4
+    overhead = OVERHEAD_SERIAL if ranks == 1 else OVERHEAD_MPI
+    if gpu:
+        overhead += OVERHEAD_GPU
+    comp["interpreter, numba, h5py, MPI"] = overhead
+
+    trans = {
+        "building the outgoing maps": nnz * 8 + n * m * (8 + 8 + 4 + 1),
+        "checkpoint after the last loop": n * length * pb if fast else 0,
+        "correlation bins": 2 * d.n_learn * n * 8,
+    }
+    persistent = sum(comp.values())
+    transient_name = max(trans, key=lambda k: trans[k])
+    peak = persistent + trans[transient_name]
+
+    device = 0
+    gpu_mem = int(gpu_mem_bytes or GPU_MEM_BYTES)
+    if gpu:
+        on_device = [k for k in comp if k not in (
+            "P rows read from the checkpoint", "interpreter, numba, h5py, MPI")]
+        device = sum(comp[k] for k in on_device) + trans["correlation bins"]
+        host_peak = (comp["interpreter, numba, h5py, MPI"]
+                     + comp.get("P rows read from the checkpoint", 0)
+                     + max(trans["checkpoint after the last loop"],
+                           trans["building the outgoing maps"] + comp[
+                               "static connectivity, incoming"]))
+        peak = host_peak
+    node_bytes = peak * rpn
+
+    threads = max(1, cores // rpn)
+    t: dict[str, float] = {}
+    t["neuron updates"] = d.n_steps * n * C_NEURON
+    t["synaptic events"] = n * rate * d.train_time / 1000.0 * (2 * d.k + m) * C_EVENT
+    p_bytes_loop = d.n_learn * n * length * pb if fast else d.n_learn * n * (nr * nr) * 8
+    if gpu:
+        t["RLS"] = p_bytes_loop / (GPU_RLS_GBS * GB)
+    else:
+        bw = min(threads * RLS_GBS_THREAD, RLS_GBS_NODE / rpn) * GB
+        t["RLS"] = p_bytes_loop / bw
+    lat = 0.0 if ranks == 1 else (LAT_MPI if rpn <= cores else LAT_OVERSUBSCRIBED)
+    t["per-step overhead and allgather"] = d.n_steps * (C_STEP + lat)
+    ckpt = (ranks * n * length * pb) / (CKPT_GBS * GB) if fast else 0.0
+
+    return {
+        "ranks": ranks, "ranks_per_node": rpn, "threads_per_rank": threads, "gpu": gpu,
+        "n_cells": N, "n_owned": n, "k": d.k, "n_plastic": m, "n_rls": nr, "p_length": length,
+        "static_synapses_per_rank": nnz, "rate_hz": rate,
+        "components": comp, "transients": trans, "peak_transient": transient_name,
+        "persistent_bytes": persistent, "peak_bytes": peak, "device_bytes": device,
+        "node_bytes": node_bytes, "node_mem_bytes": node_mem,
+        "gpu_mem_bytes": gpu_mem if gpu else 0,
+        "fits": node_bytes <= node_mem and (not gpu or device <= gpu_mem),
+        "time": t, "seconds_per_loop": sum(t.values()), "checkpoint_s": ckpt,
+    }
+
+
+def _human(b: float) -> str:
+    for unit, size in (("GB", GB), ("MB", MB), ("kB", 1000)):
+        if abs(b) >= size:
+            return f"{b / size:.2f} {unit}"
+    return f"{int(b)} B"
+
+
+def format_plan(p: dict[str, Any]) -> str:
+    """The plan as a readable table."""
+    w = max(len(k) for k in [*p["components"], *p["transients"]]) + 16
+    lines = [
+        f"N = {p['n_cells']}, {p['ranks']} rank(s) ({p['ranks_per_node']} per node, "
+        f"{p['threads_per_rank']} thread(s) each): up to {p['n_owned']} neurons per rank, "
+        f"K = {p['k']}, m = {p['n_plastic']}, RLS n = {p['n_rls']} "
+        f"({p['p_length']} values of P per neuron)",
+        "",
+        f"{'memory per rank':<{w}}{'bytes':>14}{'':>3}",
+    ]
+    for k, v in p["components"].items():
+        lines.append(f"  {k:<{w - 2}}{v:>14,d}  {_human(v):>10}")
+    k = p["peak_transient"]
+    v = p["transients"][k]
+    lines.append(f"  {'+ ' + k + ' (transient)':<{w - 2}}{v:>14,d}  {_human(v):>10}")
+    if p["gpu"]:
+        lines.append(f"  {'GPU memory per rank':<{w - 2}}{p['device_bytes']:>14,d}  "
+                     f"{_human(p['device_bytes']):>10}  of {_human(p['gpu_mem_bytes'])}")
+        lines.append(f"  {'host peak per rank':<{w - 2}}{p['peak_bytes']:>14,d}  "
+                     f"{_human(p['peak_bytes']):>10}")
+    else:
+        lines.append(f"  {'peak per rank':<{w - 2}}{p['peak_bytes']:>14,d}  "
+                     f"{_human(p['peak_bytes']):>10}")
+    verdict = "fits" if p["fits"] else "does NOT fit"
+    lines.append(
+        f"  {'peak per node':<{w - 2}}{p['node_bytes']:>14,d}  {_human(p['node_bytes']):>10}"
+        f"  {verdict} in {_human(p['node_mem_bytes'])}")
+    lines += ["", f"{'time per loop (predicted)':<{w}}{'s':>14}"]
+    for k, v in p["time"].items():
+        lines.append(f"  {k:<{w - 2}}{v:>14.3f}")
+    lines.append(f"  {'total':<{w - 2}}{p['seconds_per_loop']:>14.3f}"
+                 f"   (+ {p['checkpoint_s']:.1f} s for the final checkpoint; "
+                 f"{p['rate_hz']:.2f} Hz assumed)")
+    return "\n".join(lines)
+
+
+def _rate_from_network(run_dir: Path) -> float | None:
+    """Mean init firing rate (E and I populations averaged) from run_dir/network.h5."""
+    path = run_dir / "network.h5"
+    if not path.is_file():
+        return None
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return 0.5 * (float(f.attrs["rate_e_hz"]) + float(f.attrs["rate_i_hz"]))
+    except Exception:  # noqa: BLE001 - any unreadable file: fall back to the default rate
+        return None
+
+
+def plan_main(argv: list[str] | None = None) -> int:
+    """``tsn-mpi plan DIR|CONFIG --ranks R [--gpu] [--node-mem GB] ...``; returns an exit code
+    (0, or 2 for bad input with one line on stderr)."""
+    from tsn_mpi.config import load_config
+    from tsn_mpi.errors import TsnError
+
+    p = argparse.ArgumentParser(
+        prog="tsn-mpi plan",
+        description="Predict memory per rank and seconds per training loop from a config.",
+    )
+    p.add_argument("target", type=Path, metavar="DIR|CONFIG",
+                   help="run directory (with config.toml) or a config file")
+    p.add_argument("--ranks", type=int, required=True, help="MPI ranks in total")
+    p.add_argument("--ranks-per-node", type=int, help="ranks sharing a node (default: all)")
+    p.add_argument("--cores", type=int, help="cores per node (default: this machine's)")
+    p.add_argument("--gpu", action="store_true", help="one GPU per rank (run.backend = 'gpu')")
+    p.add_argument("--node-mem", type=float, metavar="GB",
+                   help="memory per node in GB (default: this machine's MemTotal)")
+    p.add_argument("--gpu-mem", type=float, metavar="GB",
+                   help="memory of one GPU in GB (default 80)")
+    p.add_argument("--rate", type=float, metavar="HZ",
+                   help="firing rate (default: init's from network.h5, else 5 Hz)")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    try:
+        for name in ("ranks", "ranks_per_node", "cores"):
+            val = getattr(args, name)
+            if val is not None and val < 1:
+                raise ValueError(f"--{name.replace('_', '-')} = {val}: must be at least 1")
+        for name in ("node_mem", "gpu_mem"):
+            val = getattr(args, name)
+            if val is not None and val <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} = {val}: must be positive")
+        path = args.target / "config.toml" if args.target.is_dir() else args.target
+        cfg = load_config(path)
+        rate = args.rate
+        if rate is None and args.target.is_dir():
+            rate = _rate_from_network(args.target)
+        result = plan(cfg, args.ranks, gpu=args.gpu,
+                      node_mem_bytes=int(args.node_mem * GB) if args.node_mem else None,
+                      ranks_per_node=args.ranks_per_node, cores_per_node=args.cores,
+                      rate_hz=rate,
+                      gpu_mem_bytes=int(args.gpu_mem * GB) if args.gpu_mem else None)
+    except (TsnError, ValueError) as exc:
+        print(f"tsn-mpi: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_plan(result))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(plan_main())
