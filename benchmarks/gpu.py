@@ -1,0 +1,322 @@
+"""GPU backend on one GPU: RLS kernel bandwidth and seconds per training loop.
+
+    python benchmarks/gpu.py [--loops 3] [--skip-1m] [--smoke] [--out FILE]
+
+(a) The fast-mode RLS kernel (packed float32 P, one thread per neuron) for n = 58 and 90 inputs
+    (and 1M neurons at n = 90 if memory allows), as GB/s = 2 * bytes(P) / time (one read and
+    one write of P, like a copy; the kernel actually reads P twice), against the device copy
+    bandwidth (numba device-to-device copy of a 4 GB array, read + write counted).
+(b) Seconds per training loop (one 2000 ms trial, 100 RLS updates) for the default config
+    (4096 neurons) and the paper's 1M model (K = 512, l_exc = l_inh = 45, 90 plastic inputs),
+    with GpuSimulator + GpuLearner driven like ``phases.train`` on one process; split into the
+    time loop and RLS.  The network is built in-process with the CPU builders (the 1M static
+    connectivity, 1e9 synapses, takes a minute or two and ~40 GB of host memory).  The default
+    config also runs one loop with two kernel launches per step instead of the fused kernel.
+
+Prints progress lines and a table; saves benchmarks/results/gpu_<device>.json.  Parts that run
+out of device or host memory are skipped with a message.  ``--smoke`` runs tiny sizes (for
+checking the script under NUMBA_ENABLE_CUDASIM=1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from numba import cuda  # noqa: E402
+
+from tsn_mpi.backends.gpu import GpuLearner, GpuSimulator, select_device  # noqa: E402
+from tsn_mpi.backends.gpu import kernels as K  # noqa: E402
+from tsn_mpi.backends.gpu.device import simulated  # noqa: E402
+from tsn_mpi.comm import SerialComm  # noqa: E402
+from tsn_mpi.config import default_config, derive, from_dict  # noqa: E402
+from tsn_mpi.models.lif import lif  # noqa: E402
+from tsn_mpi.network.build import (  # noqa: E402
+    Network,
+    build_ff_rates,
+    build_plastic,
+    build_static,
+    build_stimulus,
+    build_targets,
+)
+from tsn_mpi.network.context import PluginContext  # noqa: E402
+from tsn_mpi.partition import partition  # noqa: E402
+
+T0 = time.perf_counter()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.perf_counter() - T0:7.1f} s] {msg}", flush=True)
+
+
+def is_oom(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc}".upper()
+    return isinstance(exc, MemoryError) or "OUT_OF_MEMORY" in text or "OUT OF MEMORY" in text
+
+
+def free_device() -> None:
+    """Release device memory of dead arrays now (numba defers frees)."""
+    import gc
+
+    gc.collect()
+    try:
+        cuda.current_context().deallocations.clear()
+    except Exception:  # noqa: BLE001 - simulator or another numba version
+        pass
+
+
+# ------------------------------------------------------------------------------ bandwidths
+
+
+def copy_bandwidth(nbytes: int, reps: int) -> float:
+    """GB/s of a device-to-device copy, read + write counted (best of reps)."""
+    n = nbytes // 4
+    src = cuda.device_array(n, np.float32)
+    dst = cuda.device_array(n, np.float32)
+    dst.copy_to_device(src)
+    cuda.synchronize()
+    best = math.inf
+    for _ in range(reps):
+        t = time.perf_counter()
+        dst.copy_to_device(src)
+        cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    del src, dst
+    free_device()
+    return 2 * n * 4 / best / 1e9
+
+
+def rls_bandwidth(n_owned: int, l_half: int, reps: int) -> dict:
+    """Time the packed float32 RLS kernel on n_owned neurons with m = 2 * l_half inputs."""
+    m = 2 * l_half
+    n_rls = m
+    L = n_rls * (n_rls + 1) // 2
+    g = np.random.default_rng(0)
+    pre = np.empty((m, n_owned), np.int32)
+    for j in range(m):  # random partners, E first (as the plastic plugin)
+        lo, hi = (0, n_owned // 2) if j < l_half else (n_owned // 2, n_owned)
+        pre[j] = g.integers(lo, hi, n_owned)
+    w = np.where(np.arange(m)[:, None] < l_half, 0.3, -0.3).astype(np.float32)
+    w = np.ascontiguousarray(np.broadcast_to(w, (m, n_owned)))
+    P = cuda.device_array((L, n_owned), np.float32)
+    pre_d, w_d = cuda.to_device(pre), cuda.to_device(w)
+    b, th = (1, 16) if simulated() else (-(-n_owned // 128), 128)
+    K.fill_p0[b, th](P, pre_d, w_d, 0, m, 0.8, 0.01, 1.0)
+    r = cuda.to_device(g.uniform(0.0, 0.05, n_owned))
+    x_ff = cuda.to_device(np.zeros(1))
+    w_ff = cuda.to_device(np.zeros((1, n_owned), np.float32))
+    u_bal = cuda.to_device(g.normal(size=n_owned).astype(np.float32))
+    target = cuda.to_device(g.normal(size=n_owned).astype(np.float32))
+    bad = cuda.to_device(np.zeros(n_owned, np.uint8))
+    nbad = cuda.to_device(np.zeros(1, np.int32))
+    kern = K.rls_fast_packed(0, m, "float32")
+
+    def run():
+        kern[b, th](P, pre_d, w_d, r, x_ff, w_ff, u_bal, target, 0, 0, bad, nbad)
+        cuda.synchronize()
+
+    t = time.perf_counter()
+    run()  # compile + first call
+    first = time.perf_counter() - t
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    nb = int(nbad.copy_to_host()[0])
+    p_bytes = L * n_owned * 4
+    best = min(times)
+    P = pre_d = w_d = None  # noqa: F841 - release the device arrays
+    free_device()
+    return {"n_owned": n_owned, "n_rls": n_rls, "p_gb": p_bytes / 1e9, "best_s": best,
+            "median_s": float(np.median(times)), "first_call_s": first,
+            "gb_s": 2 * p_bytes / best / 1e9, "bad_flags": nb}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- loop timings
+
+
+def build_network(cfg):
+    """The network of cfg for one process (init statistics faked: no init trial)."""
+    d = derive(cfg)
+    n = d.n_cells
+    ctx = PluginContext(cfg, d, range(n), Path("."),
+                        {"ns": np.zeros(n, np.int64), "uavg": np.zeros(n)})  # fmt: skip
+    t = time.perf_counter()
+    st = build_static(ctx, SerialComm(), partition(n, 1))
+    log(f"  static connectivity: {st[1].size / 1e6:.1f} M synapses in "
+        f"{time.perf_counter() - t:.1f} s")  # fmt: skip
+    pl_pre, w_in, w_ff = build_plastic(ctx)
+    net = Network(n, range(n), *st, pl_pre, w_in, w_ff, build_targets(ctx).astype(np.float32),
+                  build_stimulus(ctx), build_ff_rates(ctx))  # fmt: skip
+    return d, net, lif(ctx)
+
+
+def time_loops(name: str, cfg, loops: int, per_step_loop: bool) -> dict:
+    log(f"{name}: building the network")
+    d, net, cell = build_network(cfg)
+    t = time.perf_counter()
+    sim = GpuSimulator(cfg, d, net, cell, SerialComm(), cfg.neuron.tau_plas, 0.0)
+    learner = GpuLearner(cfg, d, net)
+    cuda.synchronize()
+    setup = time.perf_counter() - t
+    log(f"{name}: device setup {setup:.1f} s (P {learner.nbytes() / 1e9:.2f} GB)")
+    rows = []
+    for loop in range(1, loops + 2 + int(per_step_loop)):  # loop 1 includes compilation
+        if loop == loops + 2:  # the extra loop: two kernel launches per step
+            sim.fused = False
+            sim.start_trial("train", 0, 0)
+            sim.advance(1, 2)  # compile the per-step kernels outside the timing
+        rows.append(one_loop(sim, learner, net, d, loop))
+        r = rows[-1]
+        kind = "fused" if sim.fused else "2 launches/step"
+        log(f"{name}: loop {loop} ({kind}) {r['total_s']:.3f} s = time loop {r['sim_s']:.3f} "
+            f"+ RLS {r['rls_s']:.3f}; rate {r['rate_hz']:.2f} Hz, bad {r['bad']}")  # fmt: skip
+    timed = rows[1 : loops + 1]
+    out = {
+        "n_cells": d.n_cells, "n_rls": d.n_rls, "static_synapses": int(net.st_pre.size),
+        "p_bytes": learner.nbytes(), "setup_s": setup, "first_loop_s": rows[0]["total_s"],
+        "s_per_loop": float(np.median([r["total_s"] for r in timed])),
+        "sim_s": float(np.median([r["sim_s"] for r in timed])),
+        "rls_s": float(np.median([r["rls_s"] for r in timed])),
+        "us_per_step": 1e6 * float(np.median([r["sim_s"] for r in timed])) / d.n_steps,
+        "ms_per_rls_update": 1e3 * float(np.median([r["rls_s"] for r in timed])) / d.n_learn,
+        "fused": sim._fused_kernel is not None, "fused_error": sim.fused_error,
+        "loops": rows,
+    }  # fmt: skip
+    if per_step_loop and len(rows) > loops + 1:
+        out["per_step_launch_s_per_loop"] = rows[-1]["total_s"]
+        out["per_step_launch_us_per_step"] = 1e6 * rows[-1]["sim_s"] / d.n_steps
+    del sim, learner, net
+    free_device()
+    return out
+
+
+def one_loop(sim, learner, net, d, loop: int) -> dict:
+    """One training loop as phases.train._run_loop drives it; seconds split."""
+    sim.start_trial("train", loop, 0)
+    ls, step, seq = d.learn_step, 1, 0
+    t_sim = t_rls = 0.0
+    bad = 0
+    t_all = time.perf_counter()
+    while step <= d.n_steps:
+        t0 = time.perf_counter()
+        if step % ls == 0 and step > d.stim_off_step:
+            bad += learner.update(sim.traces_at(step - 1), sim.r_ff, sim.u_bal,
+                                  net.targets[0, seq])  # fmt: skip
+            seq += 1
+        t1 = time.perf_counter()
+        end = min((step // ls + 1) * ls - 1, d.n_steps)
+        sim.advance(step, end)
+        t2 = time.perf_counter()
+        t_rls += t1 - t0
+        t_sim += t2 - t1
+        step = end + 1
+    total = time.perf_counter() - t_all
+    res = sim.finish_trial()
+    rate = 1000.0 * res.ns.mean() / d.train_time
+    return {"loop": loop, "total_s": total, "sim_s": t_sim, "rls_s": t_rls, "rate_hz": rate,
+            "bad": bad}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--loops", type=int, default=3, help="timed loops per model (after one)")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--skip-1m", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes (simulator check)")
+    ap.add_argument("--out", type=Path, default=None, help="JSON path (default: results/)")
+    args = ap.parse_args()
+    dev = select_device(SerialComm())
+    name = "simulator" if simulated() else cuda.get_current_device().name
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    log(f"device {dev}: {name}")
+    res: dict = {"device": name, "host": platform.node(), "python": sys.version.split()[0]}
+    # (a) bandwidths
+    copy_gb = 0.004 if args.smoke else 4.0
+    bw = copy_bandwidth(int(copy_gb * 1e9), args.reps)
+    res["copy_gb_s"] = bw
+    log(f"device copy ({copy_gb:g} GB, read+write): {bw:.0f} GB/s")
+    sizes = [(64, 29), (64, 45)] if args.smoke else [(600_000, 29), (250_000, 45)]
+    if not args.skip_1m and not args.smoke:
+        sizes.append((1_000_000, 45))
+    res["rls"] = []
+    for n_owned, l_half in sizes:
+        try:
+            r = rls_bandwidth(n_owned, l_half, args.reps)
+        except Exception as exc:  # noqa: BLE001
+            if not is_oom(exc):
+                raise
+            log(f"RLS n={2 * l_half}, {n_owned} neurons: skipped (out of memory)")
+            free_device()
+            continue
+        r["pct_copy"] = 100.0 * r["gb_s"] / bw
+        res["rls"].append(r)
+        log(f"RLS n={r['n_rls']}, {n_owned} neurons, P {r['p_gb']:.2f} GB: {r['best_s'] * 1e3:.1f}"
+            f" ms/update, {r['gb_s']:.0f} GB/s ({r['pct_copy']:.0f}% of copy), first call "
+            f"{r['first_call_s']:.1f} s")  # fmt: skip
+    # (b) loops
+    if args.smoke:
+        models = [("micro", from_dict({
+            "network": {"n_cells": 64, "p_ee": 0.4},
+            "simulation": {"stim_on": 2.0, "stim_off": 4.0, "train_duration": 6.0,
+                           "u0_skip_time": 1.0},
+            "learning": {"learn_every": 1.0}}))]  # fmt: skip
+    else:
+        models = [("default", default_config())]
+        if not args.skip_1m:
+            models.append(("1M", from_dict({
+                "network": {"n_cells": 1_000_000, "p_ee": 512 / 500_000},
+                "plastic": {"l_exc": 45, "l_inh": 45}})))  # fmt: skip
+    res["loops"] = {}
+    for label, cfg in models:
+        loops = 1 if args.smoke else (min(args.loops, 2) if label == "1M" else args.loops)
+        try:
+            res["loops"][label] = time_loops(label, cfg, loops, per_step_loop=label != "1M")
+        except Exception as exc:  # noqa: BLE001
+            if not is_oom(exc):
+                raise
+            log(f"{label}: skipped (out of memory: {type(exc).__name__})")
+            free_device()
+    # table
+    print("\nRLS kernel (packed float32, one thread per neuron)", flush=True)
+    print(f"{'n':>4} {'neurons':>9} {'P GB':>7} {'ms/update':>10} {'GB/s':>7} {'% copy':>7}")
+    for r in res["rls"]:
+        print(f"{r['n_rls']:>4} {r['n_owned']:>9} {r['p_gb']:>7.2f} {r['best_s'] * 1e3:>10.2f} "
+              f"{r['gb_s']:>7.0f} {r['pct_copy']:>7.0f}")  # fmt: skip
+    print(f"device copy: {bw:.0f} GB/s (read + write)")
+    print("\nTraining loop (one process, median of timed loops)")
+    print(f"{'model':>8} {'neurons':>9} {'s/loop':>8} {'time loop':>10} {'RLS':>7} "
+          f"{'us/step':>8} {'ms/RLS':>7} {'1st loop':>9}")  # fmt: skip
+    for label, r in res["loops"].items():
+        print(f"{label:>8} {r['n_cells']:>9} {r['s_per_loop']:>8.3f} {r['sim_s']:>10.3f} "
+              f"{r['rls_s']:>7.3f} {r['us_per_step']:>8.1f} {r['ms_per_rls_update']:>7.2f} "
+              f"{r['first_loop_s']:>9.1f}")  # fmt: skip
+        if "per_step_launch_s_per_loop" in r:
+            print(f"{'':>8} two launches per step: {r['per_step_launch_s_per_loop']:.3f} s/loop "
+                  f"({r['per_step_launch_us_per_step']:.1f} us/step)")  # fmt: skip
+        if r.get("fused_error"):
+            print(f"{'':>8} fused kernel unavailable: {r['fused_error']}")
+    tag = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "gpu"
+    out = args.out or HERE / "results" / f"gpu_{'smoke_' if args.smoke else ''}{tag}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    log(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

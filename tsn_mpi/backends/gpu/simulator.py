@@ -1,0 +1,492 @@
+"""GpuSimulator: the time loop of one rank's neurons on its GPU (spec §3), same API as Simulator.
+
+State, connectivity, traces and recordings live on the device (numba device arrays); a step is
+two kernel launches (:func:`~.kernels.neuron_step`, :func:`~.kernels.deliver`) queued from a
+Python loop without synchronising.  With more than one rank, each step also copies the local
+spike ids to the host, allgathers them with ``comm`` and copies the global list back before
+delivery.  Host copies otherwise happen only at trial start/end and in :meth:`traces_at`'s
+caller (the learner reads the device traces directly).
+
+Differences from the CPU Simulator: LIF only; the default OU stimulus is always generated on
+the fly (never stored); spike inputs are summed with float atomics (see kernels.py), so results
+agree with the CPU to rounding, not bitwise.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+
+import numpy as np
+from numba import cuda
+
+from tsn_mpi import rng
+from tsn_mpi.backends.cpu.loop import draw_normals
+from tsn_mpi.backends.gpu import kernels as K
+from tsn_mpi.backends.gpu.device import shared_weights, simulated, to_device
+from tsn_mpi.errors import ConfigError
+from tsn_mpi.models.builtin import LIF
+from tsn_mpi.network.csr import invert_incoming
+from tsn_mpi.network.stimulus import OnlineOU
+from tsn_mpi.simulate.rolling import bins_from_groups, group_counts, sample_groups
+from tsn_mpi.simulate.simulator import ROLL_NAMES, TrialResult
+
+MODES = {"init": K.MODE_INIT, "train": K.MODE_TRAIN, "train_test": K.MODE_TRAIN_TEST,
+         "test": K.MODE_TEST}  # fmt: skip
+TRIAL_ROWS = ("v", "u_bale", "u_bali", "u_plas", "u_bal", "in_e", "in_i", "in_p", "last_spike",
+              "ns", "noise_rng", "ou_s", "ou_rng")  # fmt: skip
+_F_ROWS = {"v": K.F_V, "u_bale": K.F_UBALE, "u_bali": K.F_UBALI, "u_plas": K.F_UPLAS,
+           "u_bal": K.F_UBAL, "in_e": K.F_INE, "in_i": K.F_INI, "in_p": K.F_INP}  # fmt: skip
+
+
+def launch_shape(n: int, threads: int = 128) -> tuple[int, int]:
+    """(blocks, threads) covering n items; tiny blocks under the simulator (one Python thread per
+    CUDA thread there)."""
+    if simulated():
+        threads = min(threads, 16)
+    return max(1, -(-n // threads)), threads
+
+
+class GpuSimulator:
+    """The time loop of the owned neurons on the GPU, for any mode (init, train, train_test,
+    test); constructor and methods as :class:`tsn_mpi.simulate.simulator.Simulator`.
+
+    ``u_bal`` (n_owned,) float32 and ``r_ff`` (max(l_ff, 1),) float64 are device arrays;
+    :meth:`traces_at` returns a device array; :meth:`finish_trial` returns host arrays.
+    ``host_exchange=True`` forces the per-step host round trip of the spike ids even with one
+    rank (tests use it to cover the multi-rank path).  ``fused`` (default: on unless the env var
+    TSN_GPU_FUSED=0) runs each :meth:`advance` as one cooperative launch of
+    :func:`~.kernels.run_steps` when spikes need no host exchange; otherwise, or if that kernel
+    cannot be built, each step is two launches.
+    """
+
+    def __init__(
+        self, cfg, d, net, cell, comm, tau_plas, sigma, host_exchange=None, fused=None
+    ) -> None:
+        if cell.model_id != LIF:
+            raise ConfigError(
+                f"neuron.model = {cfg.neuron.model!r}: only the LIF model runs on the GPU "
+                "(run.backend = 'gpu'); use run.backend = 'cpu' for GLIF or custom models"
+            )
+        self.cfg, self.d, self.net, self.cell, self.comm = cfg, d, net, cell, comm
+        n, N = net.n_owned, d.n_cells
+        self.n = n
+        self.gid0 = net.owned.start
+        self.host_exchange = comm.size > 1 if host_exchange is None else bool(host_exchange)
+        if fused is None:
+            fused = os.environ.get("TSN_GPU_FUSED", "1") != "0"
+        self.fused = bool(fused) and not self.host_exchange
+        self.fused_error: str | None = None
+        self._fused_kernel = None
+        f32 = np.float32
+        dt = float(cfg.simulation.dt)
+        # static outgoing map (pre gid -> local posts) and plastic outgoing map, as on the CPU
+        out_indptr, out_post, out_pos = invert_incoming(net.st_indptr, net.st_pre, N)
+        self.st = (
+            to_device(out_indptr, np.int64),
+            to_device(out_post, np.int32),
+            to_device(net.st_code[out_pos]),
+            to_device(net.st_table, f32),
+        )
+        del out_post, out_pos
+        m = net.pl_pre.shape[1]
+        flat = net.pl_pre.ravel()
+        valid = flat >= 0
+        pl_indptr_in = np.zeros(n + 1, dtype=np.int64)
+        if n:
+            pl_indptr_in[1:] = np.cumsum(valid.reshape(n, m).sum(axis=1))
+        pos_valid = np.nonzero(valid)[0]
+        pl_o_indptr, pl_o_post, pl_o_pos = invert_incoming(
+            pl_indptr_in, flat[valid].astype(np.int32), N
+        )
+        slot = (pos_valid[pl_o_pos] % m).astype(np.int32) if m else np.zeros(0, np.int32)
+        self.pl = (
+            to_device(pl_o_indptr, np.int64),
+            to_device(pl_o_post, np.int32),
+            to_device(slot, np.int32),
+        )
+        needed = np.unique(flat[valid]).astype(np.int64)
+        self.n_needed = needed.size
+        self.needed = to_device(needed)
+        # traces of every gid: r_val, decay a and increment 1/tau per gid; r_step
+        tau = np.atleast_1d(np.asarray(tau_plas, dtype=np.float64))
+        tau_n = np.broadcast_to(tau, (N,)) if tau.size == 1 else tau
+        tr = np.zeros((K.N_TR, N), np.float64)
+        tr[K.T_A] = 1.0 - dt / tau_n
+        tr[K.T_INC] = 1.0 / tau_n
+        self.tr = to_device(tr)
+        self.r_step = to_device(np.zeros(N, np.int64))
+        self.r_now = to_device(np.zeros(N, np.float64))
+        # per-neuron state; constant rows filled once
+        exc = np.arange(net.owned.start, net.owned.stop) < d.n_exc
+        fs = np.zeros((K.N_F32, n), f32)
+        fs[K.F_XBAL] = np.where(exc, d.x_bal_e, d.x_bal_i).astype(f32)
+        p = cell.params
+        fs[K.F_TH] = p[:, 0].astype(f32)
+        fs[K.F_VRE] = p[:, 2].astype(f32)
+        self._fs_const = fs[[K.F_XBAL, K.F_TH, K.F_VRE]].copy()
+        ds = np.zeros((K.N_F64, n), np.float64)
+        ds[K.D_INVTAU] = dt * p[:, 1].astype(f32).astype(np.float64)
+        sig = np.atleast_1d(np.asarray(sigma, dtype=np.float64))
+        ds[K.D_SIG] = np.broadcast_to(sig, (n,)) if sig.size == 1 else sig
+        ds[K.D_ITP] = 1.0 / (tau[0] if tau.size == 1 else tau[net.owned.start : net.owned.stop])
+        self._ds_const = ds[[K.D_INVTAU, K.D_SIG, K.D_ITP]].copy()
+        self.has_noise = bool(np.any(sig > 0))
+        self.fs = to_device(fs)
+        self.ds = to_device(ds)
+        self.is_ = to_device(np.zeros((K.N_I64, n), np.int64))
+        self.us = to_device(np.zeros((K.N_U64, n), np.uint64))
+        self.u_bal = self.fs[K.F_UBAL]
+        # stimulus: the default OU online, plugin arrays stored (ntasks, n_stim, n) float32
+        stim = net.stimulus
+        self.stim_online = isinstance(stim, OnlineOU)
+        if self.stim_online:
+            self.ou = (float(stim.mu), float(stim.b), float(stim.sigma))
+            self.stim = to_device(np.zeros((1, 1, 1), f32))
+        else:
+            self.ou = (0.0, 0.0, 0.0)
+            self.stim = to_device(np.asarray(stim, dtype=f32))
+        # feed-forward inputs (same on every rank); ff_base = stream state at the trial start
+        lx = d.l_ff
+        self.l_ff = lx
+        self.r_ff = to_device(np.zeros(lx, np.float64))
+        self.spk_ff = to_device(np.zeros(lx, np.float64))
+        self.ff_base_host = np.zeros(max(lx, 1), np.uint64)
+        self.ff_base = to_device(self.ff_base_host)
+        self.rate_ff = to_device(np.asarray(net.ff_rates, dtype=np.float64))
+        self.inv_tau_ff = float(1.0 / tau[0])
+        # recording
+        self.group_of_step, self.group_ranges = sample_groups(cfg, d)
+        self.group_count = group_counts(self.group_of_step, len(self.group_ranges))
+        self.sample_group = to_device(self.group_of_step, np.int32)
+        # spike lists: glob holds global ids of all ranks; loc the local ones (host exchange)
+        self.glob = to_device(np.zeros((3, N + 1), np.int32))
+        self.loc = to_device(np.zeros((3, n + 1), np.int32)) if self.host_exchange else self.glob
+        if self.host_exchange:
+            self._cnt_h = cuda.pinned_array(1, np.int32)
+            self._ids_h = cuda.pinned_array(max(n, 1), np.int32)
+            self._glob_h = cuda.pinned_array(N + 1, np.int32)
+        self.exchange_s = np.zeros(1)  # seconds in the per-step allgather (host exchange only)
+        self.blocks, self.threads = launch_shape(n)
+        self.d_blocks, self.d_threads = (2, 8) if simulated() else (max(1, min(1024, N)), 128)
+        self.mode, self.task = K.MODE_INIT, 0
+        self._restore = None
+        self._t_done = 0
+
+    # ------------------------------------------------------------------------------------
+    def start_trial(
+        self,
+        mode: str,
+        trial_key: int,
+        task: int,
+        record_cols=None,
+        roll_vars: tuple[str, ...] = (),
+    ) -> None:
+        """Reset the per-trial state (spec §3.2) and set up recording (as Simulator)."""
+        cfg, d, n = self.cfg, self.d, self.n
+        seed = cfg.run.seed
+        self.mode, self.task = MODES[mode], int(task)
+        gids = np.arange(self.gid0, self.gid0 + n, dtype=np.int64)
+        z = draw_normals(rng.stream_states(seed, rng.V_INIT, gids, trial_key))
+        fs = np.zeros((K.N_F32, n), np.float32)
+        fs[K.F_V] = _lif_init(self.cell.params, z)
+        fs[[K.F_XBAL, K.F_TH, K.F_VRE]] = self._fs_const
+        self.fs.copy_to_device(fs)
+        ds = np.zeros((K.N_F64, n), np.float64)
+        ds[K.D_LAST] = -100.0
+        ds[[K.D_INVTAU, K.D_SIG, K.D_ITP]] = self._ds_const
+        self.ds.copy_to_device(ds)
+        us = np.zeros((K.N_U64, n), np.uint64)
+        us[K.U_NOISE] = rng.stream_states(seed, rng.NOISE, gids, trial_key)
+        us[K.U_OU] = rng.stream_states(seed, rng.STIMULUS, gids, task)
+        self.us.copy_to_device(us)
+        lx = self.l_ff
+        self.ff_base_host = np.zeros(max(lx, 1), np.uint64)
+        self.ff_base_host[:lx] = rng.stream_states(
+            seed, rng.FF_SPIKES, np.arange(lx, dtype=np.int64), trial_key
+        )
+        self.ff_base.copy_to_device(self.ff_base_host)
+        zeros_ff = np.zeros(max(lx, 1))
+        self.r_ff.copy_to_device(zeros_ff)
+        self.spk_ff.copy_to_device(zeros_ff)
+        tr = self.tr.copy_to_host()
+        tr[K.T_RVAL] = 0.0
+        self.tr.copy_to_device(tr)
+        self.r_step.copy_to_device(np.zeros(d.n_cells, np.int64))
+        self.glob.copy_to_device(np.zeros((3, d.n_cells + 1), np.int32))
+        if self.host_exchange:
+            self.loc.copy_to_device(np.zeros((3, n + 1), np.int32))
+        # recording
+        cols = np.zeros(0, np.int64) if record_cols is None else np.asarray(record_cols, np.int64)
+        roll_idx = np.full(n, -1, np.int64)
+        roll_idx[cols] = np.arange(cols.size)
+        is_ = np.zeros((K.N_I64, n), np.int64)
+        is_[K.I_ROLL] = roll_idx
+        self.n_rec = cols.size
+        if self.mode == K.MODE_TEST:
+            is_[K.I_SPK] = roll_idx
+            self.spk_steps = to_device(np.zeros((cols.size, d.max_times), np.int32))
+        else:
+            is_[K.I_SPK] = -1
+            self.spk_steps = to_device(np.zeros((1, 1), np.int32))
+        self.is_.copy_to_device(is_)
+        self.n_vars = len(roll_vars)
+        self.roll_sel = to_device(np.array([ROLL_NAMES.index(v) for v in roll_vars], np.int64))
+        self.roll = to_device(np.zeros((len(self.group_ranges), self.n_vars, cols.size)))
+        sim = cfg.simulation
+        if not self.has_noise:
+            noise = K.NOISE_NONE
+        elif cfg.neuron.noise_model == "current":
+            noise = K.NOISE_CURRENT
+        else:
+            noise = K.NOISE_VOLTAGE
+        ci = np.zeros(K.N_CI, np.int64)
+        ci[[K.C_STIM_ON, K.C_STIM_OFF, K.C_U0SKIP, K.C_MAXT, K.C_GID0, K.C_U0N]] = (
+            d.stim_on_step,
+            d.stim_off_step,
+            d.u0_skip_steps,
+            d.max_times,
+            self.gid0,
+            d.u0_ncells,
+        )
+        ci[K.C_NOISE] = noise
+        ci[K.C_ONLINE] = int(self.stim_online)
+        ci[K.C_NFF] = lx
+        ci[K.C_NVARS] = self.n_vars if cols.size else 0
+        ci[K.C_N] = n
+        cf = np.zeros(K.N_CF, np.float64)
+        mu, b, sg = self.ou
+        cf[[K.K_DT, K.K_REFRAC, K.K_TBE, K.K_TBI, K.K_OUMU, K.K_OUB, K.K_OUSIG, K.K_ITFF]] = (
+            sim.dt,
+            cfg.neuron.refrac,
+            cfg.neuron.tau_bal_e,
+            cfg.neuron.tau_bal_i,
+            mu,
+            b,
+            sg,
+            self.inv_tau_ff,
+        )
+        self.ci, self.cf = to_device(ci), to_device(cf)
+        self._restore = None
+        self._t_done = 0
+        self._nargs = (self.ci, self.cf, self.fs, self.ds, self.is_, self.us, self.tr,
+                       self.r_step, self.loc, self.glob, self.stim, self.sample_group,
+                       self.roll_sel, self.roll, self.spk_steps)  # fmt: skip
+        w_in_t, w_ff_t = shared_weights(self.net)
+        self._dargs = (
+            self.ci,
+            self.cf,
+            self.glob,
+            *self.st,
+            *self.pl,
+            w_in_t,
+            self.fs,
+            self.r_ff,
+            self.spk_ff,
+            self.ff_base,
+            self.rate_ff,
+            w_ff_t,
+        )
+        self._fargs = (self.ci, self.cf, self.fs, self.ds, self.is_, self.us, self.tr,
+                       self.r_step, self.glob, self.stim, self.sample_group, self.roll_sel,
+                       self.roll, self.spk_steps, *self.st, *self.pl, w_in_t, self.r_ff,
+                       self.spk_ff, self.ff_base, self.rate_ff, w_ff_t)  # fmt: skip
+
+    def advance(self, t_first: int, t_last: int) -> None:
+        """Run steps t_first..t_last (1-based, inclusive) of the current trial."""
+        if self._restore is not None:
+            self._apply_restore(t_first - 1)
+        mode, task, na, da = self.mode, self.task, self._nargs, self._dargs
+        if self.fused and self._fused_ready(t_first, t_last):
+            kern, blocks, threads = self._fused_kernel
+            kern[blocks, threads](t_first, t_last, mode, task, *self._fargs)
+            cuda.synchronize()
+            self._t_done = t_last
+            return
+        # configured per launch: the simulator's kernel[...] mutates a shared object
+        kn, gn, bn = K.neuron_step, self.blocks, self.threads
+        kd, gd, bd = K.deliver, self.d_blocks, self.d_threads
+        for ti in range(t_first, t_last + 1):
+            slot = ti % 3
+            kn[gn, bn](ti, mode, task, slot, *na)
+            if self.host_exchange:
+                self._exchange(slot)
+            kd[gd, bd](ti, mode, slot, *da)
+        cuda.synchronize()
+        self._t_done = t_last
+
+    def _fused_ready(self, t_first: int, t_last: int) -> bool:
+        """Compile the fused kernel once and size its cooperative grid; on failure (e.g. no
+        cudadevrt for grid barriers) warn once and fall back to two launches per step."""
+        if self._fused_kernel is not None:
+            return True
+        threads = 16 if simulated() else 128
+        try:
+            args = (t_first, t_last, self.mode, self.task, *self._fargs)
+            kern = K.run_steps.specialize(*args)
+            if simulated():
+                max_blocks = 1
+            else:
+                max_blocks = next(iter(kern.overloads.values())).max_cooperative_grid_blocks(
+                    threads
+                )
+            if max_blocks < 1:
+                raise RuntimeError("no co-resident block fits")
+            blocks = int(min(max_blocks, max(1, -(-self.n // threads))))
+        except Exception as exc:  # noqa: BLE001 - any compile/link/occupancy failure
+            self.fused = False
+            self.fused_error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            warnings.warn(
+                f"GPU: fused time loop unavailable ({self.fused_error}); using two "
+                "kernel launches per step",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return False
+        self._fused_kernel = (kern, blocks, threads)
+        return True
+
+    def _exchange(self, slot: int) -> None:
+        """Allgather this step's local spike ids through the host into ``glob[slot]``."""
+        row = self.loc[slot]
+        row[0:1].copy_to_host(self._cnt_h)
+        c = int(self._cnt_h[0])
+        if c:
+            row[1 : 1 + c].copy_to_host(self._ids_h[:c])
+        t0 = time.perf_counter()
+        counts = self.comm.allgather_counts(c)
+        ids = self.comm.allgatherv(self._ids_h[:c], counts)
+        self.exchange_s[0] += time.perf_counter() - t0
+        tot = int(np.sum(counts))
+        self._glob_h[0] = tot
+        self._glob_h[1 : 1 + tot] = ids
+        self.glob[slot][0 : 1 + tot].copy_to_device(self._glob_h[: 1 + tot])
+
+    def traces_at(self, t: int):
+        """Presynaptic traces r at step ``t`` for the needed gids, in a length-N device array."""
+        if self.n_needed:
+            b, th = launch_shape(self.n_needed)
+            K.traces_at[b, th](int(t), self.needed, self.n_needed, self.tr, self.r_step, self.r_now)
+        return self.r_now
+
+    def finish_trial(self) -> TrialResult:
+        d = self.d
+        is_ = self.is_.copy_to_host()
+        ns = is_[K.I_NS].astype(np.int32)
+        bins = None
+        if self.n_vars:
+            roll = self.roll.copy_to_host()[: len(self.group_ranges), : self.n_vars, : self.n_rec]
+            bins = bins_from_groups(roll, self.group_count, self.group_ranges, d.n_learn)
+        uavg = u0_std = None
+        if self.mode == K.MODE_INIT:
+            ds = self.ds.copy_to_host()
+            cnt = d.n_steps - d.u0_skip_steps
+            uavg = ds[K.D_UAVG] / cnt
+            gids = np.arange(self.gid0, self.gid0 + self.n)
+            sel = gids < d.u0_ncells
+            s, q = ds[K.D_U0S][sel], ds[K.D_U0Q][sel]
+            u0_std = np.sqrt(np.maximum(q - s * s / cnt, 0.0) / (cnt - 1))
+        spikes = None
+        if self.mode == K.MODE_TEST:
+            spikes = self.spk_steps.copy_to_host()[: self.n_rec]
+        return TrialResult(ns, bins, spikes, uavg, u0_std)
+
+    # ---------------------------------------------------------------- interrupt checkpoints
+    def _ff_draws(self, t: int) -> np.uint64:
+        return np.uint64(max(0, t - self.d.stim_off_step))
+
+    def trial_state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Mid-trial state after the last advanced step, keyed as the CPU ``trial_state``."""
+        fs, ds = self.fs.copy_to_host(), self.ds.copy_to_host()
+        is_, us = self.is_.copy_to_host(), self.us.copy_to_host()
+        rows = {f"trial_{k}": fs[r] for k, r in _F_ROWS.items()}
+        rows.update(trial_last_spike=ds[K.D_LAST], trial_ns=is_[K.I_NS].astype(np.int32),
+                    trial_noise_rng=us[K.U_NOISE], trial_ou_s=ds[K.D_OUS],
+                    trial_ou_rng=us[K.U_OU])  # fmt: skip
+        n_groups, n_vars, n_cols = len(self.group_ranges), self.n_vars, self.n_rec
+        if n_cols == self.n and n_vars and n_groups:
+            rows["trial_roll"] = np.ascontiguousarray(
+                self.roll.copy_to_host().reshape(n_groups * n_vars, n_cols).T
+            )
+        t = self._t_done
+        glob = self.glob[t % 3].copy_to_host()
+        training = self.mode in (K.MODE_TRAIN, K.MODE_TRAIN_TEST)
+        pending = glob[1 : 1 + glob[0]].copy() if training else np.zeros(0, np.int32)
+        lx = self.l_ff
+        with np.errstate(over="ignore"):
+            ff_rng = self.ff_base_host[:lx] + self._ff_draws(t) * K.GOLDEN
+        tr = self.tr.copy_to_host()
+        globs = {
+            "trial_r_val": tr[K.T_RVAL],
+            "trial_r_step": self.r_step.copy_to_host(),
+            "trial_pending": pending,
+            "trial_r_ff": self.r_ff.copy_to_host()[:lx],
+            "trial_spk_ff": self.spk_ff.copy_to_host()[:lx],
+            "trial_ff_rng": ff_rng,
+        }
+        return rows, globs
+
+    def restore_trial_state(
+        self, rows: dict[str, np.ndarray], globs: dict[str, np.ndarray]
+    ) -> None:
+        """Inverse of :meth:`trial_state` (after ``start_trial`` with the same mode and task);
+        the step-dependent parts are placed at the next :meth:`advance`."""
+        fs, ds = self.fs.copy_to_host(), self.ds.copy_to_host()
+        is_, us = self.is_.copy_to_host(), self.us.copy_to_host()
+        for k, r in _F_ROWS.items():
+            fs[r] = rows[f"trial_{k}"]
+        ds[K.D_LAST] = rows["trial_last_spike"]
+        ds[K.D_OUS] = rows["trial_ou_s"]
+        is_[K.I_NS] = rows["trial_ns"]
+        us[K.U_NOISE] = rows["trial_noise_rng"]
+        us[K.U_OU] = rows["trial_ou_rng"]
+        self.fs.copy_to_device(fs)
+        self.ds.copy_to_device(ds)
+        self.is_.copy_to_device(is_)
+        self.us.copy_to_device(us)
+        if "trial_roll" in rows:
+            n_groups, n_vars, n_cols = len(self.group_ranges), self.n_vars, self.n_rec
+            self.roll.copy_to_device(
+                np.ascontiguousarray(rows["trial_roll"].T.reshape(n_groups, n_vars, n_cols))
+            )
+        tr = self.tr.copy_to_host()
+        tr[K.T_RVAL] = globs["trial_r_val"]
+        self.tr.copy_to_device(tr)
+        self.r_step.copy_to_device(np.ascontiguousarray(globs["trial_r_step"], np.int64))
+        lx = self.l_ff
+        if lx:
+            self.r_ff.copy_to_device(np.ascontiguousarray(globs["trial_r_ff"], np.float64))
+            self.spk_ff.copy_to_device(np.ascontiguousarray(globs["trial_spk_ff"], np.float64))
+        self._restore = (
+            np.asarray(globs["trial_pending"], np.int32),
+            np.asarray(globs["trial_ff_rng"], np.uint64),
+        )
+
+    def _apply_restore(self, t_done: int) -> None:
+        pending, ff_rng = self._restore
+        self._restore = None
+        row = np.zeros(self.d.n_cells + 1, np.int32)
+        row[0] = pending.size
+        row[1 : 1 + pending.size] = pending
+        self.glob[t_done % 3].copy_to_device(row)
+        lx = self.l_ff
+        with np.errstate(over="ignore"):
+            self.ff_base_host[:lx] = ff_rng[:lx] - self._ff_draws(t_done) * K.GOLDEN
+        self.ff_base.copy_to_device(self.ff_base_host)
+
+
+def _lif_init(params: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """LIF initial voltages vre + (thresh - vre) z as float32 (models.lif.lif_init_v)."""
+    vre, th = params[:, 2], params[:, 0]
+    return (vre + (th - vre) * z).astype(np.float32)
+
+
+def trial_state(sim: GpuSimulator):
+    """Module-level form of :meth:`GpuSimulator.trial_state` (as simulate.simulator)."""
+    return sim.trial_state()
+
+
+def restore_trial_state(sim: GpuSimulator, rows, globs) -> None:
+    """Module-level form of :meth:`GpuSimulator.restore_trial_state`."""
+    sim.restore_trial_state(rows, globs)
