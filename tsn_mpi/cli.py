@@ -91,6 +91,22 @@ def _positive(name: str, value: int | None) -> None:
         raise ConfigError(f"--{name} = {value}: must be at least 1")
 
 
+def _check_args(args) -> None:
+    """Numbers given on the command line, checked before MPI starts (like the config)."""
+    from tsn_mpi.errors import ConfigError
+
+    for name in ("nloops", "total_loops", "correlation_interval", "ntrials"):
+        _positive(name.replace("_", "-"), getattr(args, name, None))
+    text = getattr(args, "itasks", None)
+    if text is not None and not text.strip():
+        args.itasks = None  # empty: all tasks, as before
+    elif text is not None:
+        parts = text.replace(" ", "").split(",")
+        if not all(p.isdigit() for p in parts):
+            raise ConfigError(f"--itasks = {text!r}: expected task numbers >= 0, e.g. 0,1")
+        args.itasks = [int(p) for p in parts]
+
+
 def _dispatch(args, comm) -> int:
     import tsn_mpi
 
@@ -98,12 +114,8 @@ def _dispatch(args, comm) -> int:
         path = tsn_mpi.new(args.dir, args.config, args.force)
         print(f"wrote {path}; edit it, then run 'tsn-mpi init {args.dir}'")
     elif args.cmd == "init":
-        itasks = [int(x) for x in args.itasks.split(",")] if args.itasks else None
-        tsn_mpi.init(args.dir, itasks=itasks, comm=comm, quiet=args.quiet)
+        tsn_mpi.init(args.dir, itasks=args.itasks, comm=comm, quiet=args.quiet)
     elif args.cmd == "train":
-        _positive("nloops", args.nloops)
-        _positive("total-loops", args.total_loops)
-        _positive("correlation-interval", args.correlation_interval)
         tsn_mpi.train(
             args.dir, nloops=None if args.total_loops else args.nloops,
             correlation_interval=args.correlation_interval,
@@ -113,7 +125,6 @@ def _dispatch(args, comm) -> int:
             monitor_resources=args.monitor_resources,
         )
     elif args.cmd == "test":
-        _positive("ntrials", args.ntrials)
         tsn_mpi.test(args.dir, ntrials=args.ntrials, neurons=args.neurons,
                      restore_from_checkpoint=args.restore_from_checkpoint,
                      no_plot=args.no_plot, comm=comm, quiet=args.quiet)
@@ -148,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             from tsn_mpi.phases.common import CONFIG_NAME
 
             load_config(args.dir / CONFIG_NAME)
+        _check_args(args)
         if args.cmd != "new":
             from tsn_mpi.comm import make_comm
 
