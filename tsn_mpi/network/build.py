@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from tsn_mpi.comm.agree import agree
 from tsn_mpi.config import load_plugin
-from tsn_mpi.errors import PluginError
+from tsn_mpi.errors import PluginError, TsnError
 from tsn_mpi.network.csr import counting_order, remap_codes, small_codebook
 from tsn_mpi.network.stimulus import OnlineOU
 
@@ -45,6 +46,26 @@ class Network:
         return len(self.owned)
 
 
+def call_plugin(fn, key: str, spec: str, *args: Any) -> Any:
+    """``fn(*args)``; an exception raised by a user's plugin becomes a one-line PluginError
+    naming the setting and the plugin's line (bugs in tsn_mpi's own plugins stay bugs)."""
+    try:
+        return fn(*args)
+    except TsnError:
+        raise
+    except Exception as exc:
+        if str(getattr(fn, "__module__", "")).startswith("tsn_mpi."):
+            raise
+        import traceback
+
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        text = " ".join(str(exc).split())
+        raise PluginError(
+            f"{key} = {spec!r} raised {type(exc).__name__}: {text} "
+            f"({frame.filename}:{frame.lineno})"
+        ) from exc
+
+
 def _check_array(name: str, arr: Any, shape: tuple[int, ...], key: str) -> np.ndarray:
     arr = np.asarray(arr)
     if arr.shape != shape:
@@ -56,8 +77,8 @@ def _check_array(name: str, arr: Any, shape: tuple[int, ...], key: str) -> np.nd
 
 def build_static(ctx, comm, part) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Incoming static CSR of the owned neurons: (indptr, pre gids, codes, weight table)."""
-    key = "network.static_plugin"
-    fn = load_plugin(ctx.cfg.network.static_plugin, key, ctx.run_dir)
+    key, spec = "network.static_plugin", ctx.cfg.network.static_plugin
+    fn = agree(comm, lambda: load_plugin(spec, key, ctx.run_dir))
     owned, n = ctx.owned, ctx.derived.n_cells
     n_blocks = int(comm.allreduce_max(np.array([-(-len(owned) // STATIC_BLOCK)]))[0])
     received: list[list[np.ndarray]] = [[] for _ in range(comm.size)]
@@ -66,16 +87,8 @@ def build_static(ctx, comm, part) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
             min(owned.start + b * STATIC_BLOCK, owned.stop),
             min(owned.start + (b + 1) * STATIC_BLOCK, owned.stop),
         )
-        indptr, post, w = fn(ctx, pres)
-        indptr = np.asarray(indptr, dtype=np.int64)
-        if indptr.shape != (len(pres) + 1,) or indptr[0] != 0 or np.any(np.diff(indptr) < 0):
-            raise PluginError(f"{key}: indptr must be non-decreasing of length {len(pres) + 1}")
-        post = np.asarray(post).astype(np.int32, copy=False)
-        w = np.asarray(w, dtype=np.float32)
-        if post.shape != (indptr[-1],) or w.shape != post.shape:
-            raise PluginError(f"{key}: post ids and weights must have indptr[-1] entries")
-        if post.size and (post.min() < 0 or post.max() >= n):
-            raise PluginError(f"{key}: postsynaptic ids out of range [0, {n})")
+        # agreed: a plugin failing on one rank must not leave the others in the Alltoallv
+        indptr, post, w = agree(comm, lambda pres=pres: _static_block(fn, ctx, pres, key, n))
         pre_ids = np.repeat(np.arange(pres.start, pres.stop, dtype=np.int32), np.diff(indptr))
         dest = part.owner_of(post) if comm.size > 1 else np.zeros(post.size, np.int64)
         order, dptr = counting_order(dest, comm.size)
@@ -108,11 +121,25 @@ def build_static(ctx, comm, part) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     return indptr, pre, np.arange(w.size, dtype=np.int32), w.copy()
 
 
+def _static_block(fn, ctx, pres: range, key: str, n: int):
+    indptr, post, w = call_plugin(fn, key, ctx.cfg.network.static_plugin, ctx, pres)
+    indptr = np.asarray(indptr, dtype=np.int64)
+    if indptr.shape != (len(pres) + 1,) or indptr[0] != 0 or np.any(np.diff(indptr) < 0):
+        raise PluginError(f"{key}: indptr must be non-decreasing of length {len(pres) + 1}")
+    post = np.asarray(post).astype(np.int32, copy=False)
+    w = np.asarray(w, dtype=np.float32)
+    if post.shape != (indptr[-1],) or w.shape != post.shape:
+        raise PluginError(f"{key}: post ids and weights must have indptr[-1] entries")
+    if post.size and (post.min() < 0 or post.max() >= n):
+        raise PluginError(f"{key}: postsynaptic ids out of range [0, {n})")
+    return indptr, post, w
+
+
 def build_plastic(ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     key = "plastic.plugin"
     fn = load_plugin(ctx.cfg.plastic.plugin, key, ctx.run_dir)
     d, n_owned = ctx.derived, len(ctx.owned)
-    pre, w, w_ff = fn(ctx)
+    pre, w, w_ff = call_plugin(fn, key, ctx.cfg.plastic.plugin, ctx)
     pre = _check_array("pre", pre, (n_owned, d.n_plastic), key).astype(np.int32)
     w = _check_array("weights", w, (n_owned, d.n_plastic), key).astype(np.float32)
     w_ff = _check_array("ff weights", w_ff, (n_owned, d.l_ff), key).astype(np.float32)
@@ -129,7 +156,8 @@ def build_targets(ctx) -> np.ndarray:
     tasks = ctx.init.get("itasks", list(range(d.ntasks)))
     out = np.empty((len(tasks), d.n_learn, n_owned), dtype=np.float32)
     for q, task in enumerate(tasks):
-        out[q] = _check_array(f"task {task}", fn(ctx, task), (d.n_learn, n_owned), key)
+        r = call_plugin(fn, key, ctx.cfg.targets.plugin, ctx, task)
+        out[q] = _check_array(f"task {task}", r, (d.n_learn, n_owned), key)
     return out
 
 
@@ -138,7 +166,7 @@ def build_stimulus(ctx) -> Any:
     fn = load_plugin(ctx.cfg.stimulus.plugin, key, ctx.run_dir)
     d, n_owned = ctx.derived, len(ctx.owned)
     tasks = ctx.init.get("itasks", list(range(d.ntasks)))
-    results = [fn(ctx, task) for task in tasks]
+    results = [call_plugin(fn, key, ctx.cfg.stimulus.plugin, ctx, task) for task in tasks]
     if all(isinstance(r, OnlineOU) for r in results):
         if len(set(results)) != 1:
             raise PluginError(f"{key}: online OU parameters must be the same for every task")
@@ -156,4 +184,5 @@ def build_ff_rates(ctx) -> np.ndarray:
         return np.zeros((n_ff_steps, 0), dtype=np.float64)
     key = "feedforward.plugin"
     fn = load_plugin(ctx.cfg.feedforward.plugin, key, ctx.run_dir)
-    return _check_array("rates", fn(ctx), (n_ff_steps, d.l_ff), key).astype(np.float64)
+    rates = call_plugin(fn, key, ctx.cfg.feedforward.plugin, ctx)
+    return _check_array("rates", rates, (n_ff_steps, d.l_ff), key).astype(np.float64)

@@ -54,8 +54,10 @@ def open_run(run_dir: str | Path, comm: Comm | None = None, quiet: bool = False)
 
 
 def build_cell(ctx: PluginContext) -> CellModel:
+    from tsn_mpi.network.build import call_plugin
+
     fn = load_plugin(ctx.cfg.neuron.model, "neuron.model", ctx.run_dir)
-    cell = fn(ctx)
+    cell = call_plugin(fn, "neuron.model", ctx.cfg.neuron.model, ctx)
     if not isinstance(cell, CellModel):
         from tsn_mpi.errors import PluginError
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from tsn_mpi.comm import Comm
+from tsn_mpi.comm.agree import agree
 from tsn_mpi.io.checkpoint import write_checkpoint
 from tsn_mpi.io.names import checkpoint_dir, checkpoint_name
 from tsn_mpi.io.network_file import write_network
@@ -40,7 +41,6 @@ def run_init(run_dir: str | Path, itasks: list[int] | None = None, comm: Comm | 
     ctx = run.ctx({"itasks": itasks})
     st_indptr, st_pre, st_code, st_table = build_static(ctx, comm, run.part)
     run.out.info(f"static connectivity: {time.perf_counter() - t0:.1f} s")
-    cell = build_cell(ctx)
     n = len(owned)
     empty = Network(
         d.n_cells, owned, st_indptr, st_pre, st_code, st_table,
@@ -48,7 +48,12 @@ def run_init(run_dir: str | Path, itasks: list[int] | None = None, comm: Comm | 
         np.zeros((n, d.l_ff), np.float32), np.zeros((1, d.n_learn, n), np.float32),
         OnlineOU(0.0, 1.0, 0.0), np.zeros((d.n_steps - d.stim_off_step, d.l_ff)),
     )
-    sim = Simulator(cfg, d, empty, cell, comm, tau_plas(run), noise_sigma(run))
+
+    def setup():  # plugins and files: a failure on any rank stops every rank cleanly
+        cell = build_cell(ctx)
+        return cell, Simulator(cfg, d, empty, cell, comm, tau_plas(run), noise_sigma(run))
+
+    cell, sim = agree(comm, setup)
     sim.start_trial("init", 0, 0)
     t1 = time.perf_counter()
     step = 1
@@ -70,11 +75,15 @@ def run_init(run_dir: str | Path, itasks: list[int] | None = None, comm: Comm | 
     init = {"uavg": res.uavg, "ustd": ustd, "ns": ns_all, "ns_owned": res.ns, "itasks": itasks,
             "rate_e": rate_e, "rate_i": rate_i}
     ctx = run.ctx(init)
-    pl_pre, w_in, w_ff = build_plastic(ctx)
-    net = Network(
-        d.n_cells, owned, st_indptr, st_pre, st_code, st_table, pl_pre, w_in, w_ff,
-        build_targets(ctx), build_stimulus(ctx), build_ff_rates(ctx),
-    )
+
+    def build() -> Network:  # plugins and data files, checked on every rank (agreed)
+        pl_pre, w_in, w_ff = build_plastic(ctx)
+        return Network(
+            d.n_cells, owned, st_indptr, st_pre, st_code, st_table, pl_pre, w_in, w_ff,
+            build_targets(ctx), build_stimulus(ctx), build_ff_rates(ctx),
+        )
+
+    net = agree(comm, build)
     write_network(run.run_dir / NETWORK_NAME, net, init, cfg, d, comm)
     learner = Learner(cfg, d, net)
     rows, globs = checkpoint_payload(net, learner, cell, curve=None)

@@ -9,6 +9,7 @@ import numpy as np
 
 from tsn_mpi import __version__, rng
 from tsn_mpi.comm import Comm, SerialComm
+from tsn_mpi.comm.agree import agree
 from tsn_mpi.errors import ConfigError
 from tsn_mpi.io import h5
 from tsn_mpi.io.checkpoint import read_checkpoint
@@ -56,16 +57,21 @@ def run_test(run_dir: str | Path, ntrials: int = 1, neurons: str | list[int] | N
     """Run ``ntrials`` trials of every task; write test.h5 (rank 0) and return its path."""
     run = open_run(run_dir, comm, quiet)
     cfg, d, comm, owned = run.cfg, run.d, run.comm, run.owned
-    rec = parse_neurons(cfg.test.neurons if neurons is None else neurons, d.n_cells)
-    net, init = read_network(run.run_dir / NETWORK_NAME, cfg, d, owned)
-    ck = find_checkpoint(checkpoint_dir(run.run_dir), restore_from_checkpoint)
-    attrs, rows, _ = read_checkpoint(ck.path, owned, {"model_hash": cfg.model_hash()})
-    net.w_in = np.ascontiguousarray(rows["w_in"], dtype=np.float32)
-    net.w_ff = np.ascontiguousarray(rows["w_ff"], dtype=np.float32)
-    cell = build_cell(run.ctx(init))
-    if "cell_state" in rows:
-        cell.state[:] = rows["cell_state"]
-    sim = Simulator(cfg, d, net, cell, comm, tau_plas(run), noise_sigma(run))
+
+    def setup():  # files and plugins, checked on every rank and agreed on (one clean error)
+        rec = parse_neurons(cfg.test.neurons if neurons is None else neurons, d.n_cells)
+        net, init = read_network(run.run_dir / NETWORK_NAME, cfg, d, owned)
+        ck = find_checkpoint(checkpoint_dir(run.run_dir), restore_from_checkpoint)
+        attrs, rows, _ = read_checkpoint(ck.path, owned, {"model_hash": cfg.model_hash()})
+        net.w_in = np.ascontiguousarray(rows["w_in"], dtype=np.float32)
+        net.w_ff = np.ascontiguousarray(rows["w_ff"], dtype=np.float32)
+        cell = build_cell(run.ctx(init))
+        if "cell_state" in rows:
+            cell.state[:] = rows["cell_state"]
+        sim = Simulator(cfg, d, net, cell, comm, tau_plas(run), noise_sigma(run))
+        return rec, net, ck, sim
+
+    rec, net, ck, sim = agree(comm, setup)
     run.out.info(f"using checkpoint {ck.label}")
     mine = rec[(rec >= owned.start) & (rec < owned.stop)]
     lids = mine - owned.start

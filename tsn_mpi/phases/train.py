@@ -18,6 +18,7 @@ import numpy as np
 
 from tsn_mpi import __version__
 from tsn_mpi.comm import Comm, SerialComm
+from tsn_mpi.comm.agree import agree
 from tsn_mpi.errors import CheckpointError, DivergenceError, Interrupted
 from tsn_mpi.io import h5
 from tsn_mpi.io.checkpoint import read_checkpoint, write_checkpoint
@@ -134,28 +135,35 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
     rank; rank 0 prints them after each loop."""
     run = open_run(run_dir, comm, quiet)
     cfg, d, comm, owned = run.cfg, run.d, run.comm, run.owned
-    net, init = read_network(run.run_dir / NETWORK_NAME, cfg, d, owned)
-    ck = find_checkpoint(checkpoint_dir(run.run_dir), restore_from_checkpoint)
+    # files and plugins are checked on every rank and agreed on: bad input on any rank gives
+    # the same one-line error on all of them (no rank left waiting in a collective)
+    net, init, ck = agree(comm, lambda: (
+        *read_network(run.run_dir / NETWORK_NAME, cfg, d, owned),
+        find_checkpoint(checkpoint_dir(run.run_dir), restore_from_checkpoint)))
     nnz = int(comm.allreduce_sum(np.array([net.st_pre.size], np.int64))[0])
     expect = {"model_hash": cfg.model_hash(), "n_cells": d.n_cells, "n_plastic": d.n_plastic,
               "n_rls": d.n_rls, "static_nnz": nnz}
-    attrs, rows, globs = read_checkpoint(ck.path, owned, expect)
-    net.w_in = np.ascontiguousarray(rows["w_in"], dtype=np.float32)
-    net.w_ff = np.ascontiguousarray(rows["w_ff"], dtype=np.float32)
-    cell = build_cell(run.ctx(init))
-    if "cell_state" in rows:
-        cell.state[:] = rows["cell_state"]
-    same_p = attrs.get("p_storage") == cfg.learning.p_storage and attrs.get("mode") == "fast"
-    if cfg.learning.mode == "fast" and not same_p:
-        raise CheckpointError(
-            f"{ck.path}: P stored as {attrs.get('mode')}/{attrs.get('p_storage')}, config asks "
-            f"for fast/{cfg.learning.p_storage}"
-        )
-    learner = Learner(cfg, d, net, p_rows=rows.get("P"), history=globs.get("history"),
-                      hist_count=int(attrs.get("hist_count", 0)))
+
+    def setup():
+        attrs, rows, globs = read_checkpoint(ck.path, owned, expect)
+        net.w_in = np.ascontiguousarray(rows["w_in"], dtype=np.float32)
+        net.w_ff = np.ascontiguousarray(rows["w_ff"], dtype=np.float32)
+        cell = build_cell(run.ctx(init))
+        if "cell_state" in rows:
+            cell.state[:] = rows["cell_state"]
+        same_p = attrs.get("p_storage") == cfg.learning.p_storage and attrs.get("mode") == "fast"
+        if cfg.learning.mode == "fast" and not same_p:
+            raise CheckpointError(
+                f"{ck.path}: P stored as {attrs.get('mode')}/{attrs.get('p_storage')}, config "
+                f"asks for fast/{cfg.learning.p_storage}"
+            )
+        learner = Learner(cfg, d, net, p_rows=rows.get("P"), history=globs.get("history"),
+                          hist_count=int(attrs.get("hist_count", 0)))
+        sim = Simulator(cfg, d, net, cell, comm, tau_plas(run), noise_sigma(run))
+        return attrs, rows, globs, cell, learner, sim, choose_task(run)
+
+    attrs, rows, globs, cell, learner, sim, chooser = agree(comm, setup)
     curve = LearningCurve(globs)
-    sim = Simulator(cfg, d, net, cell, comm, tau_plas(run), noise_sigma(run))
-    chooser = choose_task(run)
     ntasks = net.targets.shape[0]
     done = int(attrs["loop"])
     resume = attrs.get("kind") == "i"
