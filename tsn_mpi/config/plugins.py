@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,14 @@ def load_plugin(spec: str, key: str, base_dir: str | Path | None = None) -> Call
         if sp is None or sp.loader is None:
             raise PluginError(f"{key} = {spec!r}: cannot load {path}")
         module = importlib.util.module_from_spec(sp)
+        old_flag = sys.dont_write_bytecode
+        sys.dont_write_bytecode = True  # never write __pycache__ into the user's run directory
         try:
             sp.loader.exec_module(module)
         except Exception as exc:
             raise PluginError(f"{key} = {spec!r}: importing {path} failed: {exc}") from exc
+        finally:
+            sys.dont_write_bytecode = old_flag
     else:
         try:
             module = importlib.import_module(target)

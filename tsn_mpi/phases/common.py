@@ -112,4 +112,20 @@ def tau_plas(run: Run) -> float | np.ndarray:
 
 
 def choose_task(run: Run):
-    return load_plugin(run.cfg.learning.choose_task, "learning.choose_task", run.run_dir)
+    """The task chooser f(loop, ntasks) -> 0-based task, checked on every call."""
+    from tsn_mpi.errors import PluginError
+    from tsn_mpi.network.build import call_plugin
+
+    spec = run.cfg.learning.choose_task
+    fn = load_plugin(spec, "learning.choose_task", run.run_dir)
+
+    def chooser(loop: int, ntasks: int) -> int:
+        task = call_plugin(fn, "learning.choose_task", spec, loop, ntasks)
+        if not isinstance(task, (int, np.integer)) or not 0 <= int(task) < ntasks:
+            raise PluginError(
+                f"learning.choose_task = {spec!r} returned {task!r} for loop {loop}; expected "
+                f"an integer task in [0, {ntasks})"
+            )
+        return int(task)
+
+    return chooser
