@@ -9,6 +9,7 @@ the tests) every check passes and there is one simulated device.
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 from numba import config as numba_config
@@ -99,6 +100,10 @@ def select_device(comm) -> int:
         raise _fail(why)
     if simulated():
         return 0
+    # numba warns once per small grid ("under-utilization"): expected for small networks
+    from numba.core.errors import NumbaPerformanceWarning
+
+    warnings.filterwarnings("ignore", category=NumbaPerformanceWarning, message=".*[Gg]rid size")
     dev = node_local_rank(comm) % len(cuda.gpus)
     cuda.select_device(dev)
     why = _kernel_problem()

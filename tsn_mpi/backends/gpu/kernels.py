@@ -540,18 +540,24 @@ def fill_p0(P, pre_t, w_t, n_ff, m, lam, mu, penlam_ff):
 
 @cuda.jit
 def rows_to_cols(src, dst, lo):
-    """dst[a, lo + r] = src[r, a] for src (rows, L): one neuron-major chunk into P's columns."""
+    """dst[a, lo + r] = src[r, a] for src (rows, L): one neuron-major chunk into P's columns.
+
+    2-D grid: x over rows, y (grid-stride) over a."""
     r, a = cuda.grid(2)
-    if r < src.shape[0] and a < src.shape[1]:
-        dst[a, lo + r] = src[r, a]
+    if r < src.shape[0]:
+        while a < src.shape[1]:
+            dst[a, lo + r] = src[r, a]
+            a += cuda.gridsize(2)[1]
 
 
 @cuda.jit
 def cols_to_rows(src, dst, lo):
     """dst[r, a] = src[a, lo + r]: P's columns lo.. into a neuron-major chunk (rows, L)."""
     r, a = cuda.grid(2)
-    if r < dst.shape[0] and a < dst.shape[1]:
-        dst[r, a] = src[a, lo + r]
+    if r < dst.shape[0]:
+        while a < dst.shape[1]:
+            dst[r, a] = src[a, lo + r]
+            a += cuda.gridsize(2)[1]
 
 
 @cuda.jit

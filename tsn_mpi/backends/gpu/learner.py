@@ -97,6 +97,9 @@ class GpuLearner:
     def _chunk(self) -> int:
         return max(1, CHUNK_BYTES // max(1, self.n_packed * self.dtype.itemsize))
 
+    def _transpose_grid(self, rows: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        return (-(-rows // 16), min(-(-self.n_packed // 16), 4096)), (16, 16)
+
     def _upload_rows(self, rows: np.ndarray) -> None:
         n, L = self.n_owned, self.n_packed
         if rows.shape != (n, L):
@@ -105,8 +108,8 @@ class GpuLearner:
         for lo in range(0, n, step):
             hi = min(n, lo + step)
             src = cuda.to_device(np.ascontiguousarray(rows[lo:hi], dtype=self.dtype))
-            b = (-(-(hi - lo) // 16), -(-L // 16))
-            K.rows_to_cols[b, (16, 16)](src, self.P, lo)
+            grid, block = self._transpose_grid(hi - lo)
+            K.rows_to_cols[grid, block](src, self.P, lo)
         cuda.synchronize()
 
     def p_rows(self) -> np.ndarray:
@@ -117,8 +120,8 @@ class GpuLearner:
         for lo in range(0, n, step):
             hi = min(n, lo + step)
             dst = cuda.device_array((hi - lo, L), dtype=self.dtype)
-            b = (-(-(hi - lo) // 16), -(-L // 16))
-            K.cols_to_rows[b, (16, 16)](self.P, dst, lo)
+            grid, block = self._transpose_grid(hi - lo)
+            K.cols_to_rows[grid, block](self.P, dst, lo)
             dst.copy_to_host(out[lo:hi])
         return out
 

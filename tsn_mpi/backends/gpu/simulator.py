@@ -79,6 +79,7 @@ class GpuSimulator:
         self.fused = bool(fused) and not self.host_exchange
         self.fused_error: str | None = None
         self._fused_kernel = None
+        self._fused_launched = False
         f32 = np.float32
         dt = float(cfg.simulation.dt)
         # static outgoing map (pre gid -> local posts) and plastic outgoing map, as on the CPU
@@ -300,10 +301,18 @@ class GpuSimulator:
         mode, task, na, da = self.mode, self.task, self._nargs, self._dargs
         if self.fused and self._fused_ready(t_first, t_last):
             kern, blocks, threads = self._fused_kernel
-            kern[blocks, threads](t_first, t_last, mode, task, *self._fargs)
-            cuda.synchronize()
-            self._t_done = t_last
-            return
+            try:
+                kern[blocks, threads](t_first, t_last, mode, task, *self._fargs)
+                cuda.synchronize()
+            except Exception as exc:  # noqa: BLE001
+                if self._fused_launched:
+                    raise
+                # the first cooperative launch was refused (nothing ran): per-step kernels
+                self._disable_fused(exc)
+            else:
+                self._fused_launched = True
+                self._t_done = t_last
+                return
         # configured per launch: the simulator's kernel[...] mutates a shared object
         kn, gn, bn = K.neuron_step, self.blocks, self.threads
         kd, gd, bd = K.deliver, self.d_blocks, self.d_threads
@@ -335,17 +344,17 @@ class GpuSimulator:
                 raise RuntimeError("no co-resident block fits")
             blocks = int(min(max_blocks, max(1, -(-self.n // threads))))
         except Exception as exc:  # noqa: BLE001 - any compile/link/occupancy failure
-            self.fused = False
-            self.fused_error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-            warnings.warn(
-                f"GPU: fused time loop unavailable ({self.fused_error}); using two "
-                "kernel launches per step",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+            self._disable_fused(exc)
             return False
         self._fused_kernel = (kern, blocks, threads)
         return True
+
+    def _disable_fused(self, exc: BaseException) -> None:
+        self.fused = False
+        self._fused_kernel = None
+        self.fused_error = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        msg = f"GPU: fused time loop unavailable ({self.fused_error}); two launches per step"
+        warnings.warn(msg, RuntimeWarning, stacklevel=4)
 
     def _exchange(self, slot: int) -> None:
         """Allgather this step's local spike ids through the host into ``glob[slot]``."""
