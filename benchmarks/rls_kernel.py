@@ -1,6 +1,6 @@
 """Bandwidth of the CPU fast-mode RLS kernel against the machine's copy bandwidth.
 
-    python benchmarks/rls_kernel.py [--quick] [--mb 300] [--reps 7] [--no-compile]
+    python benchmarks/rls_kernel.py [--quick] [--mb 300] [--reps 7] [--rounds 3] [--no-compile]
 
 One RLS update streams each tile of P twice (read for k = P x, read+write for the update) while
 the tile stays in cache, so memory sees one read and one write of P: the kernel's GB/s is
@@ -9,8 +9,11 @@ triangle is touched; both the nominal (2 * P.nbytes / t) and touched figures are
 Reference bandwidths (1 GiB float32): a numba prange copy (read + write counted), np.copyto and
 an in-place scale (read-modify-write, the kernel's own access pattern).  Timings are the best
 of --reps calls, first call (JIT / cache load) excluded; the copy is re-measured next to every
-kernel configuration, so "% copy" compares numbers taken under the same machine load.
-Also times small mode (spec §4.5, no stored P) and the cold compile of both kernels.
+kernel configuration.
+On a shared machine other jobs steal bandwidth: --rounds R repeats the whole table and keeps
+each configuration's best time and the best copy figure (``% copy`` = best kernel / best copy
+seen in the whole run, the conservative ratio).  Also times small mode (spec §4.5, no stored P)
+and the cold compile of both kernels.
 Saves benchmarks/results/rls_kernel.json (rls_kernel_quick.json with --quick).
 """
 
@@ -35,7 +38,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from tsn_mpi.backends.cpu import rls  # noqa: E402
-from tsn_mpi.learn.packed import TILE_W, n_packed  # noqa: E402
+from tsn_mpi.learn.packed import TILE_W, alloc_tiles, n_packed  # noqa: E402
 
 N_GLOBAL = 200_000
 
@@ -104,7 +107,7 @@ def bench_fast(n: int, dtype, storage: str, mb: float, reps: int) -> dict:
     itemsize = np.dtype(dtype).itemsize
     n_owned = max(TILE_W, int(mb * 1e6 / (length * itemsize)) // TILE_W * TILE_W)
     p = problem(n, n_owned)
-    P = np.zeros((n_owned // TILE_W, length, TILE_W), dtype)
+    P = alloc_tiles(n_owned // TILE_W, length, dtype)  # as rows_to_tiles: huge pages
     P[:, :, :] = np.asarray(0.01, dtype)  # any finite P; apply=False keeps the weights fixed
     kernel = rls.rls_fast_full if storage == "full" else rls.rls_fast
 
@@ -169,34 +172,49 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="~100 MB of P, fewer repeats")
     ap.add_argument("--mb", type=float, default=None, help="MB of P per configuration")
     ap.add_argument("--reps", type=int, default=None)
+    ap.add_argument("--rounds", type=int, default=None, help="repeat the table, keep the best")
     ap.add_argument("--no-compile", action="store_true", help="skip the cold-compile timing")
     args = ap.parse_args()
     mb = args.mb or (100.0 if args.quick else 300.0)
     reps = args.reps or (3 if args.quick else 7)
 
+    rounds = args.rounds or (1 if args.quick else 3)
     load0 = os.getloadavg()
     copy = Copy(0.25 if args.quick else 1.0)
-    ref = dict(numba_copy=copy.numba(reps), np_copyto=copy.numpy(reps),
-               inplace_scale=copy.inplace(reps))  # fmt: skip
-    print(f"threads {numba.get_num_threads()}, layer {numba.threading_layer()}, "
-          f"load {load0[0]:.2f}")  # fmt: skip
-    print("copy bandwidth (GB/s, read + write): numba prange {numba_copy:.1f}, np.copyto "
-          "{np_copyto:.1f}, in-place scale {inplace_scale:.1f}".format(**ref))  # fmt: skip
-
+    ref = dict(numba_copy=0.0, np_copyto=0.0, inplace_scale=0.0)
     configs = [(58, np.float32, "packed"), (90, np.float32, "packed"),
                (256, np.float32, "packed"), (90, np.float16, "packed"),
                (90, np.float64, "packed"), (90, np.float32, "full")]  # fmt: skip
-    rows = []
+    best: dict[tuple, dict] = {}
+    for rnd in range(rounds):
+        new = dict(numba_copy=copy.numba(reps), np_copyto=copy.numpy(reps),
+                   inplace_scale=copy.inplace(reps))  # fmt: skip
+        ref = {k: max(ref[k], new[k]) for k in ref}
+        print(f"round {rnd + 1}/{rounds}: threads {numba.get_num_threads()}, layer "
+              f"{numba.threading_layer()}, load {os.getloadavg()[0]:.2f}; copy GB/s (read + "
+              "write): numba prange {numba_copy:.1f}, np.copyto {np_copyto:.1f}, in-place "
+              "scale {inplace_scale:.1f}".format(**new))  # fmt: skip
+        for cfg in configs:
+            row = bench_fast(*cfg, mb, reps)
+            row["copy_gbs"] = copy.numba(3)  # same machine state as the kernel
+            ref["numba_copy"] = max(ref["numba_copy"], row["copy_gbs"])
+            if cfg not in best or row["ms"] < best[cfg]["ms"]:
+                best[cfg] = row
+            print(f"  n={cfg[0]} {row['dtype']} {cfg[2]}: {row['ms']:.2f} ms, {row['gbs']:.1f} "
+                  f"GB/s (copy {row['copy_gbs']:.1f})")  # fmt: skip
+    rows = [best[cfg] for cfg in configs]
+    print(
+        f"best of {rounds} round(s); copy = best numba prange copy {ref['numba_copy']:.1f} "
+        f"GB/s (np.copyto {ref['np_copyto']:.1f}, in-place scale {ref['inplace_scale']:.1f})"
+    )
     hdr = f"{'n':>4} {'dtype':>8} {'storage':>7} {'neurons':>8} {'P MB':>6} {'ms':>8} "
-    print(hdr + f"{'GB/s':>6} {'copy':>6} {'% copy':>6}")
-    for n, dtype, storage in configs:
-        row = bench_fast(n, dtype, storage, mb, reps)
-        row["copy_gbs"] = copy.numba(3)  # same machine state as the kernel
-        row["pct_copy"] = 100 * row["gbs"] / row["copy_gbs"]
-        rows.append(row)
-        extra = f"  (touched {row['gbs_touched']:.1f} GB/s)" if storage == "full" else ""
-        print(f"{n:>4} {row['dtype']:>8} {storage:>7} {row['n_neurons']:>8} {row['p_mb']:>6.0f} "
-              f"{row['ms']:>8.2f} {row['gbs']:>6.1f} {row['copy_gbs']:>6.1f} "
+    print(hdr + f"{'GB/s':>6} {'% copy':>6}")
+    for row in rows:
+        row["pct_copy"] = 100 * row["gbs"] / ref["numba_copy"]
+        full = row["storage"] == "full"
+        extra = f"  (touched {row['gbs_touched']:.1f} GB/s)" if full else ""
+        print(f"{row['n']:>4} {row['dtype']:>8} {row['storage']:>7} {row['n_neurons']:>8} "
+              f"{row['p_mb']:>6.0f} {row['ms']:>8.2f} {row['gbs']:>6.1f} "
               f"{row['pct_copy']:>5.0f}%{extra}")  # fmt: skip
     small = bench_small(90, 1024 if args.quick else 4096, 10, max(2, reps // 2))
     print(f"small mode n=90 H=10: {small['ms']:.1f} ms for {small['n_neurons']} neurons "
@@ -212,7 +230,7 @@ def main() -> None:
                      numba=numba.__version__, numpy=np.__version__,
                      loadavg_before=load0, loadavg_after=os.getloadavg()),
         reference_gbs=ref, fast=rows, small=small, cold_compile_s=compile_s,
-        settings=dict(mb=mb, reps=reps, quick=args.quick),
+        settings=dict(mb=mb, reps=reps, rounds=rounds, quick=args.quick),
     )  # fmt: skip
     path = HERE / "results" / ("rls_kernel_quick.json" if args.quick else "rls_kernel.json")
     path.parent.mkdir(exist_ok=True)

@@ -70,3 +70,13 @@ def test_rows_to_tiles_dtype_and_width():
     np.testing.assert_array_equal(packed.tiles_to_rows(tiles, 5), rows.astype(np.float16))
     with pytest.raises(ValueError):
         packed.tiles_to_rows(tiles, 9)
+
+
+@pytest.mark.parametrize("n_tiles", [1, 40])  # 40 tiles of float64 take the huge-page path
+def test_alloc_tiles_is_zeroed_and_writable(n_tiles):
+    tiles = packed.alloc_tiles(n_tiles, 4095, np.float64)
+    assert tiles.shape == (n_tiles, 4095, packed.TILE_W) and tiles.dtype == np.float64
+    assert tiles.flags.c_contiguous and tiles.flags.writeable
+    assert not tiles.any()
+    tiles[-1, -1, -1] = 2.0
+    assert tiles.sum() == 2.0

