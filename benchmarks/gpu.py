@@ -9,9 +9,10 @@
 (b) Seconds per training loop (one 2000 ms trial, 100 RLS updates) for the default config
     (4096 neurons) and the paper's 1M model (K = 512, l_exc = l_inh = 45, 90 plastic inputs),
     with GpuSimulator + GpuLearner driven like ``phases.train`` on one process; split into the
-    time loop and RLS.  The network is built in-process with the CPU builders (the 1M static
-    connectivity, 1e9 synapses, takes a minute or two and ~40 GB of host memory).  The default
-    config also runs one loop with two kernel launches per step instead of the fused kernel.
+    time loop and RLS.  The network is built in-process with the CPU plugins; for the 1M model
+    the default static plugin's connections (1e9 synapses, the same streams) are generated in
+    parallel straight into the GPU's outgoing map (~5 GB of host memory).  The default config
+    also runs one loop with two kernel launches per step instead of the fused kernel.
 
 Prints progress lines and a table; saves benchmarks/results/gpu_<device>.json.  Parts that run
 out of device or host memory are skipped with a message.  ``--smoke`` runs tiny sizes (for
@@ -34,8 +35,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from numba import cuda  # noqa: E402
+from numba import cuda, njit, prange  # noqa: E402
 
+from tsn_mpi import rng  # noqa: E402
 from tsn_mpi.backends.gpu import GpuLearner, GpuSimulator, select_device  # noqa: E402
 from tsn_mpi.backends.gpu import kernels as K  # noqa: E402
 from tsn_mpi.backends.gpu.device import simulated  # noqa: E402
@@ -51,6 +53,7 @@ from tsn_mpi.network.build import (  # noqa: E402
     build_targets,
 )
 from tsn_mpi.network.context import PluginContext  # noqa: E402
+from tsn_mpi.network.sampling import floyd_sample, scratch_table  # noqa: E402
 from tsn_mpi.partition import partition  # noqa: E402
 
 T0 = time.perf_counter()
@@ -147,27 +150,75 @@ def rls_bandwidth(n_owned: int, l_half: int, reps: int) -> dict:
 # ---------------------------------------------------------------------------- loop timings
 
 
-def build_network(cfg):
-    """The network of cfg for one process (init statistics faked: no init trial)."""
+@njit(parallel=True)
+def _er_outgoing(seed, n, k2, n_exc, tsize):  # pragma: no cover - jitted
+    """The default static plugin's connections (network.static._er_out, same streams) as the
+    outgoing map, in parallel: post gids and weight codes (pre E/I * 2 + post E/I)."""
+    post = np.empty(n * k2, np.int32)
+    code = np.empty(n * k2, np.uint8)
+    blk = 4096
+    for b in prange((n + blk - 1) // blk):
+        table = np.full(tsize, -1, np.int64)
+        buf = np.empty(k2, np.int64)
+        st = np.empty(1, np.uint64)
+        for pre in range(b * blk, min(n, (b + 1) * blk)):
+            st[0] = rng.stream_state(seed, rng.STATIC, pre, 0)
+            floyd_sample(st, 0, n - 1, k2, table, buf)
+            for q in range(k2):
+                if buf[q] >= pre:
+                    buf[q] += 1
+            buf.sort()
+            c_pre = 0 if pre < n_exc else 2
+            for q in range(k2):
+                post[pre * k2 + q] = buf[q]
+                code[pre * k2 + q] = c_pre + (0 if buf[q] < n_exc else 1)
+    return post, code
+
+
+def build_network(cfg, direct_static: bool):
+    """The network of cfg for one process (init statistics faked: no init trial).
+
+    direct_static: build the default static plugin's connections straight into the outgoing
+    map the GPU uses (parallel, no incoming CSR) and return it as static_out."""
     d = derive(cfg)
     n = d.n_cells
     ctx = PluginContext(cfg, d, range(n), Path("."),
                         {"ns": np.zeros(n, np.int64), "uavg": np.zeros(n)})  # fmt: skip
     t = time.perf_counter()
-    st = build_static(ctx, SerialComm(), partition(n, 1))
-    log(f"  static connectivity: {st[1].size / 1e6:.1f} M synapses in "
-        f"{time.perf_counter() - t:.1f} s")  # fmt: skip
+    static_out = None
+    if direct_static:
+        k2 = 2 * d.k
+        (w_ee, w_ie), (w_ei, w_ii) = d.w_static
+        table = np.array([w_ee, w_ie, w_ei, w_ii], np.float32)
+        post, code = _er_outgoing(cfg.run.seed, n, k2, d.n_exc, scratch_table(k2).size)
+        static_out = (np.arange(n + 1, dtype=np.int64) * k2, post, code, table)
+        st = (np.zeros(n + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.uint8), table)
+        nnz = post.size
+    else:
+        st = build_static(ctx, SerialComm(), partition(n, 1))
+        nnz = st[1].size
+    log(f"  static connectivity: {nnz / 1e6:.1f} M synapses in {time.perf_counter() - t:.1f} s")
+    t = time.perf_counter()
     pl_pre, w_in, w_ff = build_plastic(ctx)
-    net = Network(n, range(n), *st, pl_pre, w_in, w_ff, build_targets(ctx).astype(np.float32),
-                  build_stimulus(ctx), build_ff_rates(ctx))  # fmt: skip
-    return d, net, lif(ctx)
+    targets = build_targets(ctx).astype(np.float32)
+    net = Network(n, range(n), *st, pl_pre, w_in, w_ff, targets, build_stimulus(ctx),
+                  build_ff_rates(ctx))  # fmt: skip
+    log(f"  plastic partners and targets: {time.perf_counter() - t:.1f} s")
+    return d, net, lif(ctx), static_out, nnz
+
+
+def direct_static(cfg) -> bool:
+    """Large networks of the default static plugin get the direct parallel build."""
+    return cfg.network.n_cells > 100_000 and cfg.network.static_plugin.endswith(":erdos_renyi")
 
 
 def time_loops(name: str, cfg, loops: int, per_step_loop: bool) -> dict:
     log(f"{name}: building the network")
-    d, net, cell = build_network(cfg)
+    d, net, cell, static_out, nnz = build_network(cfg, direct_static(cfg))
     t = time.perf_counter()
-    sim = GpuSimulator(cfg, d, net, cell, SerialComm(), cfg.neuron.tau_plas, 0.0)
+    sim = GpuSimulator(cfg, d, net, cell, SerialComm(), cfg.neuron.tau_plas, 0.0,
+                       static_out=static_out)  # fmt: skip
+    del static_out
     learner = GpuLearner(cfg, d, net)
     cuda.synchronize()
     setup = time.perf_counter() - t
@@ -185,7 +236,7 @@ def time_loops(name: str, cfg, loops: int, per_step_loop: bool) -> dict:
             f"+ RLS {r['rls_s']:.3f}; rate {r['rate_hz']:.2f} Hz, bad {r['bad']}")  # fmt: skip
     timed = rows[1 : loops + 1]
     out = {
-        "n_cells": d.n_cells, "n_rls": d.n_rls, "static_synapses": int(net.st_pre.size),
+        "n_cells": d.n_cells, "n_rls": d.n_rls, "static_synapses": int(nnz),
         "p_bytes": learner.nbytes(), "setup_s": setup, "first_loop_s": rows[0]["total_s"],
         "s_per_loop": float(np.median([r["total_s"] for r in timed])),
         "sim_s": float(np.median([r["sim_s"] for r in timed])),

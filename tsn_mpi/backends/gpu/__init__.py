@@ -12,6 +12,11 @@ launch.  Under ``NUMBA_ENABLE_CUDASIM=1`` everything runs in numba's CUDA simula
 
 from __future__ import annotations
 
+import numpy as _np
+
+if not hasattr(_np, "row_stack"):  # numba-cuda still calls np.row_stack, removed in numpy 2.5
+    _np.row_stack = _np.vstack
+
 from tsn_mpi.backends.gpu.device import gpu_available, require_gpu, select_device
 from tsn_mpi.backends.gpu.learner import GpuLearner
 from tsn_mpi.backends.gpu.simulator import GpuSimulator, restore_trial_state, trial_state

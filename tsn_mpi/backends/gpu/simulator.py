@@ -58,12 +58,15 @@ class GpuSimulator:
     rank (tests use it to cover the multi-rank path).  ``fused`` (default: on unless the env var
     TSN_GPU_FUSED=0) runs each :meth:`advance` as one cooperative launch of
     :func:`~.kernels.run_steps` when spikes need no host exchange; otherwise, or if that kernel
-    cannot be built, each step is two launches.
+    cannot be built, each step is two launches.  ``static_out`` = (out_indptr (N+1,) over
+    presynaptic gids, local post ids int32, weight codes, weight table float32) replaces the
+    outgoing map otherwise inverted from ``net``'s incoming CSR (benchmarks build it directly).
     """
 
     def __init__(
-        self, cfg, d, net, cell, comm, tau_plas, sigma, host_exchange=None, fused=None
-    ) -> None:
+        self, cfg, d, net, cell, comm, tau_plas, sigma, host_exchange=None, fused=None,
+        static_out=None,
+    ) -> None:  # fmt: skip
         if cell.model_id != LIF:
             raise ConfigError(
                 f"neuron.model = {cfg.neuron.model!r}: only the LIF model runs on the GPU "
@@ -83,14 +86,18 @@ class GpuSimulator:
         f32 = np.float32
         dt = float(cfg.simulation.dt)
         # static outgoing map (pre gid -> local posts) and plastic outgoing map, as on the CPU
-        out_indptr, out_post, out_pos = invert_incoming(net.st_indptr, net.st_pre, N)
+        if static_out is None:
+            out_indptr, out_post, out_pos = invert_incoming(net.st_indptr, net.st_pre, N)
+            static_out = (out_indptr, out_post, net.st_code[out_pos], net.st_table)
+            del out_post, out_pos
+        out_indptr, out_post, out_code, table = static_out
         self.st = (
             to_device(out_indptr, np.int64),
             to_device(out_post, np.int32),
-            to_device(net.st_code[out_pos]),
-            to_device(net.st_table, f32),
+            to_device(out_code),
+            to_device(table, f32),
         )
-        del out_post, out_pos
+        del static_out, out_post, out_code
         m = net.pl_pre.shape[1]
         flat = net.pl_pre.ravel()
         valid = flat >= 0
