@@ -1,6 +1,7 @@
 """The batch scripts under a real SLURM (start one with ``launch/local-slurm.sh start``).
 
-Skipped unless ``sinfo`` answers.  They submit real jobs to the local cluster: a 2-task
+Skipped unless ``sinfo`` answers and the run selects them (``pytest -m slurm tests/slurm``,
+as CI does, or TSN_SLURM_TESTS=1).  They submit real jobs to the local cluster: a 2-task
 training job, a time-limited training that must continue over several jobs (checkpoint on
 the time-limit signal, resubmit, resume) and end bitwise equal to an uninterrupted run, a
 wrong launch (``--mpi=none``), and a 3-run job-array sweep compared with ``tsn-mpi gather``.
@@ -46,6 +47,14 @@ pytestmark = [
     pytest.mark.slurm,
     pytest.mark.skipif(not _slurm_up(), reason="no SLURM answers (launch/local-slurm.sh start)"),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _only_when_asked(request) -> None:
+    """Minutes of real jobs: run with ``-m slurm`` (as CI does) or TSN_SLURM_TESTS=1."""
+    if "slurm" not in (request.config.getoption("markexpr") or "") and os.environ.get(
+            "TSN_SLURM_TESTS") != "1":
+        pytest.skip("SLURM tests run with -m slurm (or TSN_SLURM_TESTS=1)")
 
 
 def _env(**extra: str) -> dict[str, str]:
