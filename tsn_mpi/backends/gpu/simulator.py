@@ -1,11 +1,12 @@
 """GpuSimulator: the time loop of one rank's neurons on its GPU (spec §3), same API as Simulator.
 
-State, connectivity, traces and recordings live on the device (numba device arrays); a step is
-two kernel launches (:func:`~.kernels.neuron_step`, :func:`~.kernels.deliver`) queued from a
-Python loop without synchronising.  With more than one rank, each step also copies the local
-spike ids to the host, allgathers them with ``comm`` and copies the global list back before
-delivery.  Host copies otherwise happen only at trial start/end and in :meth:`traces_at`'s
-caller (the learner reads the device traces directly).
+State, connectivity, traces and recordings live on the device (numba device arrays).  With
+one rank, each :meth:`GpuSimulator.advance` is a single cooperative launch of
+:func:`~.kernels.run_steps` (grid-wide barriers between the phases of every step).  With more
+ranks (or if that kernel cannot be built) a step is two launches (:func:`~.kernels.neuron_step`,
+:func:`~.kernels.deliver`) from a Python loop, and in between the local spike ids go to the
+host, are allgathered with ``comm`` and come back as the global list.  Host copies otherwise
+happen only at trial start/end; the learner reads the device traces directly.
 
 Differences from the CPU Simulator: LIF only; the default OU stimulus is always generated on
 the fly (never stored); spike inputs are summed with float atomics (see kernels.py), so results
