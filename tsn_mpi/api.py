@@ -50,22 +50,23 @@ def init(run_dir: str | Path, itasks: list[int] | None = None, comm: Comm | None
 def train(run_dir: str | Path, nloops: int | None = 1, correlation_interval: int = 1,
           save_best_checkpoint: bool = False, restore_from_checkpoint: str | int | None = None,
           total_loops: int | None = None, comm: Comm | None = None, quiet: bool = False,
-          monitor_resources: float | None = None):
+          monitor_resources: float | None = None, backend: str | None = None):
     """Train ``nloops`` loops (or until loop ``total_loops``); returns the learning curve."""
     from tsn_mpi.phases.train import run_train
 
     return run_train(run_dir, nloops, correlation_interval, save_best_checkpoint,
-                     restore_from_checkpoint, total_loops, comm, quiet, monitor_resources)
+                     restore_from_checkpoint, total_loops, comm, quiet, monitor_resources,
+                     backend)
 
 
 def test(run_dir: str | Path, ntrials: int = 1, neurons: str | list[int] | None = None,
          restore_from_checkpoint: str | int | None = None, no_plot: bool = False,
-         comm: Comm | None = None, quiet: bool = False) -> Path:
+         comm: Comm | None = None, quiet: bool = False, backend: str | None = None) -> Path:
     """Run test trials without learning, write test.h5, then plot (rank 0)."""
     from tsn_mpi.phases.test import run_test
 
     comm = comm or make_comm()
-    path = run_test(run_dir, ntrials, neurons, restore_from_checkpoint, comm, quiet)
+    path = run_test(run_dir, ntrials, neurons, restore_from_checkpoint, comm, quiet, backend)
     if not no_plot and comm.rank == 0:
         plot(path)
     return path
@@ -84,7 +85,7 @@ def plot(test_file: str | Path, neurons: list[int] | None = None) -> list[Path]:
 
 
 def run(run_dir: str | Path, nloops: int = 100, ntrials: int = 1, comm: Comm | None = None,
-        correlation_interval: int = 1) -> dict[str, Any]:
+        correlation_interval: int = 1, backend: str | None = None) -> dict[str, Any]:
     """new (if needed) -> init (if needed) -> train -> test -> plot, in one go."""
     run_dir = Path(run_dir)
     comm = comm or make_comm()
@@ -93,6 +94,7 @@ def run(run_dir: str | Path, nloops: int = 100, ntrials: int = 1, comm: Comm | N
     comm.barrier()
     if not (run_dir / NETWORK_NAME).exists():
         init(run_dir, comm=comm)
-    curve = train(run_dir, nloops=nloops, correlation_interval=correlation_interval, comm=comm)
-    test(run_dir, ntrials=ntrials, comm=comm)
+    curve = train(run_dir, nloops=nloops, correlation_interval=correlation_interval, comm=comm,
+                  backend=backend)
+    test(run_dir, ntrials=ntrials, comm=comm, backend=backend)
     return {"curve": curve, "test": run_dir / TEST_NAME}

@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="start from checkpoint K (e.g. 10, 10i, 7-cor0.712; default newest)")
     s.add_argument("--monitor-resources", type=float, metavar="S",
                    help="sample CPU %%, RSS and GPU memory of every rank every S seconds")
+    s.add_argument("--gpu", action="store_true",
+                   help="run on GPUs (one per rank; same as run.backend = \"gpu\")")
 
     s = sub.add_parser("test", help="run trials without learning, record, and plot")
     s.add_argument("dir", type=Path)
@@ -66,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--neurons", help="global ids to record, e.g. 0-15 or 1,5,9")
     s.add_argument("--restore-from-checkpoint", metavar="K")
     s.add_argument("--no-plot", action="store_true")
+    s.add_argument("--gpu", action="store_true",
+                   help="run on GPUs (one per rank; same as run.backend = \"gpu\")")
 
     s = sub.add_parser("plot", help="figures from a test.h5 file")
     s.add_argument("test_file", type=Path)
@@ -76,9 +80,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--nloops", type=int, default=100)
     s.add_argument("--ntrials", type=int, default=1)
     s.add_argument("--correlation-interval", type=int, default=1)
+    s.add_argument("--gpu", action="store_true",
+                   help="run on GPUs (one per rank; same as run.backend = \"gpu\")")
 
     sub.add_parser("info", help="versions, MPI, parallel HDF5, threads, GPUs")
     s = sub.add_parser("gather", help="compare the learning curves of several run dirs",
+                       add_help=False)
+    s.add_argument("rest", nargs=argparse.REMAINDER)
+    s = sub.add_parser("plan", help="predict memory per rank and s/loop for DIR|CONFIG --ranks R",
                        add_help=False)
     s.add_argument("rest", nargs=argparse.REMAINDER)
     return p
@@ -122,19 +131,21 @@ def _dispatch(args, comm) -> int:
             save_best_checkpoint=args.save_best_checkpoint,
             restore_from_checkpoint=args.restore_from_checkpoint,
             total_loops=args.total_loops, comm=comm, quiet=args.quiet,
-            monitor_resources=args.monitor_resources,
+            monitor_resources=args.monitor_resources, backend="gpu" if args.gpu else None,
         )
     elif args.cmd == "test":
         tsn_mpi.test(args.dir, ntrials=args.ntrials, neurons=args.neurons,
                      restore_from_checkpoint=args.restore_from_checkpoint,
-                     no_plot=args.no_plot, comm=comm, quiet=args.quiet)
+                     no_plot=args.no_plot, comm=comm, quiet=args.quiet,
+                     backend="gpu" if args.gpu else None)
     elif args.cmd == "plot":
         neurons = [int(x) for x in args.neurons.split(",")] if args.neurons else None
         for path in tsn_mpi.plot(args.test_file, neurons):
             print(f"wrote {path}")
     elif args.cmd == "run":
         tsn_mpi.run(args.dir, nloops=args.nloops, ntrials=args.ntrials, comm=comm,
-                    correlation_interval=args.correlation_interval)
+                    correlation_interval=args.correlation_interval,
+                    backend="gpu" if args.gpu else None)
     elif args.cmd == "info":
         from tsn_mpi.info import print_info
 
@@ -148,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         from tsn_mpi.plot import sweep
 
         return sweep.main(args.rest)
+    if args.cmd == "plan":
+        from tsn_mpi.plan import plan_main
+
+        return plan_main(args.rest)
     rank = env_rank()
     comm = None
     try:

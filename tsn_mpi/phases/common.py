@@ -41,13 +41,16 @@ class Run:
         return PluginContext(self.cfg, self.d, self.owned, self.run_dir, init or {})
 
 
-def open_run(run_dir: str | Path, comm: Comm | None = None, quiet: bool = False) -> Run:
+def open_run(run_dir: str | Path, comm: Comm | None = None, quiet: bool = False,
+             backend: str | None = None) -> Run:
     run_dir = Path(run_dir)
     comm = comm or make_comm()
     cfg_path = run_dir / CONFIG_NAME
     if not cfg_path.is_file():
         raise ConfigError(f"{cfg_path}: not found (create it with 'tsn-mpi new {run_dir}')")
     cfg = load_config(cfg_path)
+    if backend is not None and backend != cfg.run.backend:
+        cfg = cfg.replace(run__backend=backend)  # not part of the model hash
     d = derive(cfg)
     part = partition(d.n_cells, comm.size)
     return Run(run_dir, cfg, d, comm, part, Reporter(comm.rank, quiet))
@@ -129,3 +132,50 @@ def choose_task(run: Run):
         return int(task)
 
     return chooser
+
+
+def use_gpu(run: Run) -> bool:
+    """True when this run trains/tests on GPUs (``run.backend = "gpu"`` or ``--gpu``)."""
+    return run.cfg.run.backend == "gpu"
+
+
+def start_backend(run: Run) -> None:
+    """Bind this rank to its GPU (node-local rank % GPUs) before any GPU work; clear one-line
+    error when there is none.  Nothing to do on the CPU."""
+    if use_gpu(run):
+        from tsn_mpi.backends.gpu import select_device
+
+        select_device(run.comm)
+
+
+def make_simulator(run: Run, net, cell):
+    """The time loop of this rank on the chosen backend (same interface on both)."""
+    if use_gpu(run):
+        from tsn_mpi.backends.gpu import GpuSimulator
+
+        return GpuSimulator(run.cfg, run.d, net, cell, run.comm, tau_plas(run), noise_sigma(run))
+    from tsn_mpi.simulate.simulator import Simulator
+
+    return Simulator(run.cfg, run.d, net, cell, run.comm, tau_plas(run), noise_sigma(run))
+
+
+def make_learner(run: Run, net, **state):
+    """The RLS learner of this rank on the chosen backend (P on the GPU there)."""
+    if use_gpu(run):
+        from tsn_mpi.backends.gpu import GpuLearner
+
+        return GpuLearner(run.cfg, run.d, net, **state)
+    from tsn_mpi.learn.learner import Learner
+
+    return Learner(run.cfg, run.d, net, **state)
+
+
+def trial_state_fns(run: Run):
+    """(trial_state, restore_trial_state) of the chosen backend (same checkpoint keys)."""
+    if use_gpu(run):
+        from tsn_mpi.backends.gpu import restore_trial_state, trial_state
+
+        return trial_state, restore_trial_state
+    from tsn_mpi.simulate.simulator import restore_trial_state, trial_state
+
+    return trial_state, restore_trial_state

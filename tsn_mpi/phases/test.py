@@ -19,11 +19,11 @@ from tsn_mpi.phases.common import (
     NETWORK_NAME,
     TEST_NAME,
     build_cell,
-    noise_sigma,
+    make_simulator,
     open_run,
-    tau_plas,
+    start_backend,
 )
-from tsn_mpi.simulate.simulator import ROLL_NAMES, Simulator
+from tsn_mpi.simulate.simulator import ROLL_NAMES
 
 
 def parse_neurons(spec: str | list[int], n_cells: int) -> np.ndarray:
@@ -53,10 +53,11 @@ def parse_neurons(spec: str | list[int], n_cells: int) -> np.ndarray:
 
 def run_test(run_dir: str | Path, ntrials: int = 1, neurons: str | list[int] | None = None,
              restore_from_checkpoint: str | int | None = None, comm: Comm | None = None,
-             quiet: bool = False) -> Path:
+             quiet: bool = False, backend: str | None = None) -> Path:
     """Run ``ntrials`` trials of every task; write test.h5 (rank 0) and return its path."""
-    run = open_run(run_dir, comm, quiet)
+    run = open_run(run_dir, comm, quiet, backend)
     cfg, d, comm, owned = run.cfg, run.d, run.comm, run.owned
+    agree(comm, lambda: start_backend(run))
 
     def setup():  # files and plugins, checked on every rank and agreed on (one clean error)
         rec = parse_neurons(cfg.test.neurons if neurons is None else neurons, d.n_cells)
@@ -68,7 +69,7 @@ def run_test(run_dir: str | Path, ntrials: int = 1, neurons: str | list[int] | N
         cell = build_cell(run.ctx(init))
         if "cell_state" in rows:
             cell.state[:] = rows["cell_state"]
-        sim = Simulator(cfg, d, net, cell, comm, tau_plas(run), noise_sigma(run))
+        sim = make_simulator(run, net, cell)
         return rec, net, ck, sim
 
     rec, net, ck, sim = agree(comm, setup)

@@ -34,11 +34,12 @@ from tsn_mpi.phases.common import (
     Run,
     build_cell,
     choose_task,
-    noise_sigma,
+    make_learner,
+    make_simulator,
     open_run,
-    tau_plas,
+    start_backend,
+    trial_state_fns,
 )
-from tsn_mpi.simulate.simulator import Simulator, restore_trial_state, trial_state
 
 CURVE_FIELDS = ("loop", "task", "elapsed_s", "firing_rate_hz", "correlation", "n_nan")
 # rank 0's time split of each loop: compiled time loop (neuron update + delivery, incl. the
@@ -127,14 +128,17 @@ class _Signals:
 def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval: int = 1,
               save_best_checkpoint: bool = False, restore_from_checkpoint: str | int | None = None,
               total_loops: int | None = None, comm: Comm | None = None,
-              quiet: bool = False, monitor_resources: float | None = None
-              ) -> dict[str, np.ndarray]:
+              quiet: bool = False, monitor_resources: float | None = None,
+              backend: str | None = None) -> dict[str, np.ndarray]:
     """Train; returns the learning curve (all loops so far) as arrays.
 
+    ``backend``: "cpu" or "gpu" overrides ``run.backend`` (the CLI's ``--gpu``).
     ``monitor_resources``: every that many seconds, sample CPU %, RSS and GPU memory of every
     rank; rank 0 prints them after each loop."""
-    run = open_run(run_dir, comm, quiet)
+    run = open_run(run_dir, comm, quiet, backend)
     cfg, d, comm, owned = run.cfg, run.d, run.comm, run.owned
+    agree(comm, lambda: start_backend(run))
+    trial_state, restore_trial_state = trial_state_fns(run)
     # files and plugins are checked on every rank and agreed on: bad input on any rank gives
     # the same one-line error on all of them (no rank left waiting in a collective)
     net, init, ck = agree(comm, lambda: (
@@ -157,9 +161,10 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
                 f"{ck.path}: P stored as {attrs.get('mode')}/{attrs.get('p_storage')}, config "
                 f"asks for fast/{cfg.learning.p_storage}"
             )
-        learner = Learner(cfg, d, net, p_rows=rows.get("P"), history=globs.get("history"),
-                          hist_count=int(attrs.get("hist_count", 0)))
-        sim = Simulator(cfg, d, net, cell, comm, tau_plas(run), noise_sigma(run))
+        learner = make_learner(run, net, p_rows=rows.pop("P", None),
+                               history=globs.get("history"),
+                               hist_count=int(attrs.get("hist_count", 0)))
+        sim = make_simulator(run, net, cell)
         return attrs, rows, globs, cell, learner, sim, choose_task(run)
 
     attrs, rows, globs, cell, learner, sim, chooser = agree(comm, setup)
@@ -196,7 +201,7 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
             timing["exchange_s"] = float(sim.exchange_s[0]) - ex0
             if stop_step is not None:
                 _write_interrupt(run, sim, learner, net, cell, curve, nnz, loop, stop_step,
-                                 prior + time.perf_counter() - t0)
+                                 prior + time.perf_counter() - t0, trial_state)
                 raise Interrupted(
                     f"stopped by signal {sigs.flag} at loop {loop} step {stop_step}; resume with "
                     f"'tsn-mpi train {run.run_dir} --restore-from-checkpoint {loop}i'"
@@ -280,6 +285,8 @@ def _save(run: Run, net, learner, cell, curve, nnz, loop, kind, cor=None, best=F
           extra=None, trial=None) -> None:
     cdir = checkpoint_dir(run.run_dir)
     name = checkpoint_name(loop, kind, cor if best else None)
+    if hasattr(learner, "sync_to_host"):  # GPU: weights live on the device
+        learner.sync_to_host()
     rows, globs = checkpoint_payload(net, learner, cell, curve)
     if trial is not None:
         rows.update(trial[0])
@@ -293,7 +300,8 @@ def _save(run: Run, net, learner, cell, curve, nnz, loop, kind, cor=None, best=F
     run.comm.barrier()
 
 
-def _write_interrupt(run, sim, learner, net, cell, curve, nnz, loop, step, elapsed) -> None:
+def _write_interrupt(run, sim, learner, net, cell, curve, nnz, loop, step, elapsed,
+                     trial_state) -> None:
     extra = {"trial_step": int(step), "trial_learn_seq": int(sim.learn_seq),
              "trial_elapsed": float(elapsed)}
     _save(run, net, learner, cell, curve, nnz, loop, "i", extra=extra, trial=trial_state(sim))
