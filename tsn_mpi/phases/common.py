@@ -156,7 +156,13 @@ def make_simulator(run: Run, net, cell):
         return GpuSimulator(run.cfg, run.d, net, cell, run.comm, tau_plas(run), noise_sigma(run))
     from tsn_mpi.simulate.simulator import Simulator
 
-    return Simulator(run.cfg, run.d, net, cell, run.comm, tau_plas(run), noise_sigma(run))
+    sim = Simulator(run.cfg, run.d, net, cell, run.comm, tau_plas(run), noise_sigma(run))
+    # the time loop reads the outgoing copy it built; the incoming lists (5 bytes per synapse)
+    # are not needed any more in train or test
+    net.st_indptr = net.st_indptr[:1]
+    net.st_pre = net.st_pre[:0].copy()
+    net.st_code = net.st_code[:0].copy()
+    return sim
 
 
 def make_learner(run: Run, net, **state):
