@@ -185,3 +185,35 @@ def trial_state_fns(run: Run):
     from tsn_mpi.simulate.simulator import restore_trial_state, trial_state
 
     return trial_state, restore_trial_state
+
+
+# seconds per neuron and loop, from the calibration in tsn_mpi/plan.py (2-core EPYC VM)
+_NS_NEURON_STEP = 1.7e-9
+_NS_EVENT = 4.5e-9
+_RLS_BYTES_PER_S = 10e9
+
+
+def balance_by_work(run: Run) -> None:
+    """Re-partition ``run`` so every rank gets about the same work, not the same neuron count.
+
+    Work of a neuron per loop = its updates + the synaptic events it receives (static
+    in-degree x rate x trial) + its RLS updates; results do not depend on the partition, only
+    the time does.  Keeps the equal split when the network file cannot be read (the phase then
+    reports that file properly).
+    """
+    if run.comm.size == 1:
+        return
+    from tsn_mpi.errors import TsnError
+    from tsn_mpi.io.network_file import static_in_degree
+
+    d = run.d
+    try:
+        indeg = static_in_degree(run.run_dir / NETWORK_NAME).astype(np.float64)
+    except (TsnError, OSError, KeyError):
+        return
+    if indeg.shape != (d.n_cells,):
+        return
+    trial_s = d.train_time / 1000.0
+    work = (d.n_steps * _NS_NEURON_STEP + indeg * 5.0 * trial_s * _NS_EVENT
+            + d.n_learn * d.n_packed * 8.0 / _RLS_BYTES_PER_S)
+    run.part = partition(d.n_cells, run.comm.size, work)

@@ -18,6 +18,7 @@ from tsn_mpi.io.network_file import read_network
 from tsn_mpi.phases.common import (
     NETWORK_NAME,
     TEST_NAME,
+    balance_by_work,
     build_cell,
     make_simulator,
     open_run,
@@ -56,8 +57,10 @@ def run_test(run_dir: str | Path, ntrials: int = 1, neurons: str | list[int] | N
              quiet: bool = False, backend: str | None = None) -> Path:
     """Run ``ntrials`` trials of every task; write test.h5 (rank 0) and return its path."""
     run = open_run(run_dir, comm, quiet, backend)
-    cfg, d, comm, owned = run.cfg, run.d, run.comm, run.owned
+    cfg, d, comm = run.cfg, run.d, run.comm
     agree(comm, lambda: start_backend(run))
+    agree(comm, lambda: balance_by_work(run))
+    owned = run.owned
 
     def setup():  # files and plugins, checked on every rank and agreed on (one clean error)
         rec = parse_neurons(cfg.test.neurons if neurons is None else neurons, d.n_cells)

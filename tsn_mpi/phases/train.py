@@ -32,6 +32,7 @@ from tsn_mpi.phases.common import (
     CURVE_NAME,
     NETWORK_NAME,
     Run,
+    balance_by_work,
     build_cell,
     choose_task,
     make_learner,
@@ -136,8 +137,10 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
     ``monitor_resources``: every that many seconds, sample CPU %, RSS and GPU memory of every
     rank; rank 0 prints them after each loop."""
     run = open_run(run_dir, comm, quiet, backend)
-    cfg, d, comm, owned = run.cfg, run.d, run.comm, run.owned
+    cfg, d, comm = run.cfg, run.d, run.comm
     agree(comm, lambda: start_backend(run))
+    agree(comm, lambda: balance_by_work(run))
+    owned = run.owned
     trial_state, restore_trial_state = trial_state_fns(run)
     # files and plugins are checked on every rank and agreed on: bad input on any rank gives
     # the same one-line error on all of them (no rank left waiting in a collective)
