@@ -141,3 +141,16 @@ def test_checkpoint_from_another_model_is_refused(base, tmp_path):
     assert r.returncode == 2
     assert "ckpt-7.h5" in r.stderr and "another model" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.mpi
+@requires_mpi
+def test_info_reports_the_write_strategy_of_this_build():
+    import h5py
+
+    r = run_mpi(2, [*TSN, "info"], timeout=120)
+    assert r.returncode == 0, r.stderr
+    expected = "mpio" if h5py.get_config().mpi else "turns"
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("checkpoint writes now"))
+    assert line.split()[-1] == expected
+    assert "size 2" in r.stdout
