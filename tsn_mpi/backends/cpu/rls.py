@@ -146,6 +146,16 @@ _I64 = ir.IntType(64)
 _PREFETCH_BYTES = 32768
 
 
+def _emit_prefetch(builder, ptr):
+    """``llvm.prefetch`` of the cache line at ptr: for reading, locality 2 (L2), data."""
+    i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0"
+    )
+    flags = [ir.Constant(i32, 0), ir.Constant(i32, 2), ir.Constant(i32, 1)]
+    builder.call(fn, [builder.bitcast(ptr, i8p), *flags])
+
+
 def _storage_vec(code):
     """LLVM vector type of one stored row of W lanes."""
     return {
@@ -190,17 +200,12 @@ class _Rows:
         b.store(val, ptr, align=2 if self.code == F16 else 4)
 
     def prefetch(self, ptr, dist):
-        """Prefetch (for reading, into L2) every cache line of the row ``dist`` bytes after ptr."""
+        """Prefetch into L2 every cache line of the row ``dist`` bytes after ptr."""
         b = self.builder
-        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-        fn = cgutils.get_or_insert_function(
-            b.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0"
-        )
-        base = b.gep(b.bitcast(ptr, i8p), [dist])
+        base = b.gep(b.bitcast(ptr, ir.IntType(8).as_pointer()), [dist])
         row_bytes = W * (8 if self.code == F64 else 4 if self.code == F32 else 2)
-        for line in range(0, row_bytes, 64):  # rw = 0 (read), locality 2 (L2), data cache
-            addr = b.gep(base, [ir.Constant(_I64, line)])
-            b.call(fn, [addr, ir.Constant(i32, 0), ir.Constant(i32, 2), ir.Constant(i32, 1)])
+        for line in range(0, row_bytes, 64):
+            _emit_prefetch(b, b.gep(base, [ir.Constant(_I64, line)]))
 
     def s_ptr(self, sdata, row):
         """Address of row ``row`` of an (n, W) scratch array in the arithmetic type."""
@@ -213,6 +218,21 @@ class _Rows:
 
     def store_s(self, val, ptr):
         self.builder.store(val, ptr, align=8 if self.code == F64 else 4)
+
+
+@intrinsic
+def _prefetch_item(typingctx, arr, idx):
+    """Prefetch (for reading, into L2) the cache line holding ``arr[idx]`` of a 1-D array."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(idx, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        a = context.make_array(sig.args[0])(context, builder, args[0])
+        i = context.cast(builder, args[1], sig.args[1], types.intp)
+        _emit_prefetch(builder, builder.gep(a.data, [i]))
+        return context.get_dummy_value()
+
+    return types.void(arr, idx), codegen
 
 
 def _line_types_ok(P, code, A, B):
@@ -306,6 +326,98 @@ def _update_line(typingctx, P, code, t, off, S, T, i, j0, j1):
 # ------------------------------------------------------------------------ fast mode, one tile
 
 
+def _lane_rows_ok(*arrs):
+    """Typing guard: C-contiguous float32/float64 arrays, (rows, W) or (W,)."""
+    for a in arrs:
+        if not (isinstance(a, types.Array) and a.ndim in (1, 2) and a.layout == "C"):
+            return False
+        if a.dtype not in (types.float32, types.float64):
+            return False
+    return True
+
+
+def _row_vec(context, builder, arrty, val, row):
+    """Pointer to row ``row`` (W lanes) of a C-contiguous (rows, W) or (W,) float array."""
+    arr = context.make_array(arrty)(context, builder, val)
+    et = ir.DoubleType() if arrty.dtype == types.float64 else ir.FloatType()
+    off = builder.mul(row, ir.Constant(_I64, W))
+    return builder.bitcast(builder.gep(arr.data, [off]), ir.VectorType(et, W).as_pointer())
+
+
+def _load_f64(builder, arrty, ptr):
+    """Load a W-lane row and widen it to float64."""
+    v = builder.load(ptr, align=arrty.dtype.bitwidth // 8)
+    if arrty.dtype == types.float32:
+        v = builder.fpext(v, ir.VectorType(ir.DoubleType(), W))
+    return v
+
+
+@intrinsic
+def _lanes_dot(typingctx, X, K, out):
+    """Per lane, in float64: ``out[0] = sum_a X[a] K[a]`` and ``out[1] = sum_a K[a] * 0``
+    (NaN if any K[a] is not finite, else 0).  X, K: (n, W); out: (>= 2, W) float64."""
+    if not (_lane_rows_ok(X, K, out) and X.dtype == K.dtype and out.dtype == types.float64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        xt, kt, ot = sig.args
+        vt = ir.VectorType(ir.DoubleType(), W)
+        n = cgutils.unpack_tuple(
+            builder, context.make_array(xt)(context, builder, args[0]).shape, 2
+        )[0]
+        c = cgutils.alloca_once_value(builder, ir.Constant(vt, None))
+        z = cgutils.alloca_once_value(builder, ir.Constant(vt, None))
+        with cgutils.for_range(builder, n) as loop:
+            x = _load_f64(builder, xt, _row_vec(context, builder, xt, args[0], loop.index))
+            k = _load_f64(builder, kt, _row_vec(context, builder, kt, args[1], loop.index))
+            builder.store(builder.fadd(builder.load(c), builder.fmul(x, k)), c)
+            builder.store(builder.fadd(builder.load(z), builder.fmul(k, ir.Constant(vt, None))), z)
+        zero = ir.Constant(_I64, 0)
+        builder.store(builder.load(c), _row_vec(context, builder, ot, args[2], zero), align=8)
+        one = ir.Constant(_I64, 1)
+        builder.store(builder.load(z), _row_vec(context, builder, ot, args[2], one), align=8)
+        return context.get_dummy_value()
+
+    return types.void(X, K, out), codegen
+
+
+@intrinsic
+def _lanes_scale(typingctx, K, KD, den, keep):
+    """Per lane: ``KD[a] = den * K[a]`` and K kept where keep != 0; K = KD = 0 elsewhere.
+    K, KD: (n, W) of one float type; den, keep: (W,) float64 (den * K is formed in float64)."""
+    if not (_lane_rows_ok(K, KD, den, keep) and K.dtype == KD.dtype):
+        return None
+    if den.dtype != types.float64 or keep.dtype != types.float64:
+        return None
+
+    def codegen(context, builder, sig, args):
+        kt, dt, et, pt = sig.args
+        vt = ir.VectorType(ir.DoubleType(), W)
+        zero = ir.Constant(_I64, 0)
+        d = builder.load(_row_vec(context, builder, et, args[2], zero), align=8)
+        keepv = builder.fcmp_unordered(
+            "!=",
+            builder.load(_row_vec(context, builder, pt, args[3], zero), align=8),
+            ir.Constant(vt, None),
+        )
+        n = cgutils.unpack_tuple(
+            builder, context.make_array(kt)(context, builder, args[0]).shape, 2
+        )[0]
+        with cgutils.for_range(builder, n) as loop:
+            kp = _row_vec(context, builder, kt, args[0], loop.index)
+            dp = _row_vec(context, builder, dt, args[1], loop.index)
+            k = builder.load(kp, align=kt.dtype.bitwidth // 8)
+            kd = builder.fmul(d, _load_f64(builder, kt, kp))
+            if kt.dtype == types.float32:
+                kd = builder.fptrunc(kd, k.type)
+            zk = ir.Constant(k.type, None)
+            builder.store(builder.select(keepv, kd, zk), dp, align=kt.dtype.bitwidth // 8)
+            builder.store(builder.select(keepv, k, zk), kp, align=kt.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return types.void(K, KD, den, keep), codegen
+
+
 def _spmv_tile(P, code, t, full, X, K):
     """K = P[t] X: packed columns b (elements (a, b), a <= b) or full rows a (a*n + b, b >= a).
 
@@ -363,86 +475,113 @@ def _ol_update_tile(P, code, t, full, K, KD):
 
 
 @njit(cache=True, inline="always")
-def _gather_tile(t, pre, r, x_ff, X):
-    """X[:, lane] = [x_ff; r[pre[lid]]] (0 on padding slots and lanes), rounded to X's dtype."""
+def _gather_tile(t, pre, w, r, x_ff, w_ff, u_bal, target, X, lanes):
+    """X[:, lane] = [x_ff; r[pre[lid]]] (0 on padding slots and lanes) in X's dtype, and the
+    error e = (w.x_rec + w_ff.x_ff + u_bal) - target of each lane into lanes[2] (float64,
+    old weights; w.x_rec summed in two chains, even and odd slots).  Also prefetches the
+    traces that tile t + 1 will gather."""
     n_owned, m = pre.shape
     n_ff = x_ff.shape[0]
-    X[:] = 0.0
-    for lane in range(min(W, n_owned - t * W)):
+    n_lanes = min(W, n_owned - t * W)  # runtime trip counts: keeps LLVM from unrolling by 32
+    for lane in range(n_lanes, X.shape[1]):  # padding lanes
+        for a in range(n_ff + m):
+            X[a, lane] = 0
+        lanes[2, lane] = 0.0
+    for lane in range(n_lanes):
         lid = t * W + lane
         for a in range(n_ff):
             X[a, lane] = x_ff[a]
+        e0 = 0.0
+        e1 = 0.0
+        for j in range(0, m - 1, 2):
+            g0 = pre[lid, j]
+            g1 = pre[lid, j + 1]
+            x0 = r[g0] if g0 >= 0 else 0.0
+            x1 = r[g1] if g1 >= 0 else 0.0
+            X[n_ff + j, lane] = x0
+            X[n_ff + j + 1, lane] = x1
+            e0 += np.float64(w[lid, j]) * x0
+            e1 += np.float64(w[lid, j + 1]) * x1
+        if m % 2:
+            g0 = pre[lid, m - 1]
+            x0 = r[g0] if g0 >= 0 else 0.0
+            X[n_ff + m - 1, lane] = x0
+            e0 += np.float64(w[lid, m - 1]) * x0
+        e = e0 + e1
+        for a in range(n_ff):
+            e += np.float64(w_ff[lid, a]) * x_ff[a]
+        lanes[2, lane] = (e + np.float64(u_bal[lid])) - np.float64(target[lid])
+    for lid in range((t + 1) * W, min((t + 2) * W, n_owned)):
         for j in range(m):
-            g = pre[lid, j]
-            if g >= 0:
-                X[n_ff + j, lane] = r[g]
+            if pre[lid, j] >= 0:
+                _prefetch_item(r, pre[lid, j])
 
 
 @njit(cache=True, inline="always")
-def _finish_tile(t, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad, X, K, KD):
-    """den, error, bad flags and weight update of the tile's neurons; KD = den*K (0 if bad)."""
+def _finish_tile(t, pre, w, w_ff, textbook, apply, bad, K, KD, lanes, wnew):
+    """den, ok flag and new weights of every lane of tile t; KD = den*K (K = KD = 0 if bad).
+
+    lanes (5, W) float64: rows 0 = x.k, 1 = 0 or NaN (non-finite k), 2 = e (in), 3 = den,
+    4 = ok.  wnew: (n,) float64 scratch.  Weights change only if apply and the lane is good.
+    """
     n_owned, m = pre.shape
-    n_ff = x_ff.shape[0]
-    n = n_ff + m
-    for lane in range(min(W, n_owned - t * W)):
+    n_ff = w_ff.shape[1]
+    for lane in range(K.shape[1]):  # (= W; a runtime trip count keeps LLVM from unrolling)
         lid = t * W + lane
-        c = 0.0
-        for a in range(n):
-            c += np.float64(X[a, lane]) * np.float64(K[a, lane])
-        den = 1.0 / (1.0 + c)
-        e = 0.0
-        for j in range(m):
-            g = pre[lid, j]
-            if g >= 0:
-                e += np.float64(w[lid, j]) * r[g]
-        for a in range(n_ff):
-            e += np.float64(w_ff[lid, a]) * x_ff[a]
-        e = (e + np.float64(u_bal[lid])) - np.float64(target[lid])
+        den = 1.0 / (1.0 + lanes[0, lane])
+        e = lanes[2, lane]
         coef = e * den if textbook else e
-        ok = np.isfinite(den) and np.isfinite(coef)
-        for a in range(n):
-            ok = ok and np.isfinite(K[a, lane])
-        for j in range(m):
-            if ok and pre[lid, j] >= 0:
-                ok = np.isfinite(np.float32(w[lid, j] - coef * np.float64(K[n_ff + j, lane])))
-        for a in range(n_ff):
-            if ok:
-                ok = np.isfinite(np.float32(w_ff[lid, a] - coef * np.float64(K[a, lane])))
-        bad[lid] = 0 if ok else 1
-        for a in range(n):
-            KD[a, lane] = den * K[a, lane] if ok else 0.0
-            if not ok:
-                K[a, lane] = 0.0
-        if ok and apply:
+        ok = np.isfinite(den) and np.isfinite(coef) and lanes[1, lane] == 0.0
+        if lid < n_owned:
+            for a in range(n_ff):
+                wnew[a] = np.float32(w_ff[lid, a] - coef * np.float64(K[a, lane]))
+                ok = ok and np.isfinite(wnew[a])
             for j in range(m):
                 if pre[lid, j] >= 0:
-                    w[lid, j] = w[lid, j] - coef * np.float64(K[n_ff + j, lane])
-            for a in range(n_ff):
-                w_ff[lid, a] = w_ff[lid, a] - coef * np.float64(K[a, lane])
+                    wnew[n_ff + j] = np.float32(w[lid, j] - coef * np.float64(K[n_ff + j, lane]))
+                    ok = ok and np.isfinite(wnew[n_ff + j])
+            bad[lid] = 0 if ok else 1
+            if ok and apply:
+                for a in range(n_ff):
+                    w_ff[lid, a] = wnew[a]
+                for j in range(m):
+                    if pre[lid, j] >= 0:
+                        w[lid, j] = wnew[n_ff + j]
+        lanes[3, lane] = den
+        lanes[4, lane] = 1.0 if ok else 0.0
+    _lanes_scale(K, KD, lanes[3], lanes[4])
 
 
 @njit(cache=True)
-def _tile_step(P, code, t, full, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad, X,
-               K, KD):  # fmt: skip
-    """Complete fast-mode step of tile t with scratch X, K, KD (n, W) in the arithmetic type."""
-    _gather_tile(t, pre, r, x_ff, X)
-    _spmv_tile(P, code, t, full, X, K)
-    _finish_tile(t, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad, X, K, KD)
-    _update_tile(P, code, t, full, K, KD)
+def _tile_range(P, code, t0, t1, full, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply,
+                bad, X, K, KD):  # fmt: skip
+    """Fast-mode step of tiles t0..t1-1, one after the other, with scratch X, K, KD (n, W) in
+    the arithmetic type: gather x and e, k = P x, den and weights, P -= den k k^T."""
+    n = X.shape[0]
+    lanes = np.empty((5, W))
+    wnew = np.empty(n)
+    for t in range(t0, t1):
+        _gather_tile(t, pre, w, r, x_ff, w_ff, u_bal, target, X, lanes)
+        _spmv_tile(P, code, t, full, X, K)
+        _lanes_dot(X, K, lanes)
+        _finish_tile(t, pre, w, w_ff, textbook, apply, bad, K, KD, lanes, wnew)
+        _update_tile(P, code, t, full, K, KD)
 
 
 @njit(cache=True)
-def _fast_tile(P, code, t, full, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad):
-    """Fast-mode step of tile t: float64 scratch for float64 P, float32 scratch otherwise."""
+def _fast_range(P, code, t0, t1, full, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply,
+                bad):  # fmt: skip
+    """Tiles t0..t1-1 with float64 scratch for float64 P, float32 scratch otherwise."""
     n = x_ff.shape[0] + pre.shape[1]
-    args = (P, code, t, full, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad)
-    # KD must start at zero: _finish_tile leaves the padding lanes of a partial tile untouched,
-    # and garbage there (possibly NaN) times K = 0 would turn padding P entries into NaN
+    args = (P, code, t0, t1, full, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad)
     if code == F64:
-        _tile_step(*args, np.empty((n, W)), np.empty((n, W)), np.zeros((n, W)))
+        _tile_range(*args, np.empty((n, W)), np.empty((n, W)), np.empty((n, W)))
     else:
         f4 = np.float32
-        _tile_step(*args, np.empty((n, W), f4), np.empty((n, W), f4), np.zeros((n, W), f4))
+        _tile_range(*args, np.empty((n, W), f4), np.empty((n, W), f4), np.empty((n, W), f4))
+
+
+_CHUNKS = 256  # work units of fast_kernel: enough for load balance, few scratch allocations
 
 
 @njit(parallel=True, cache=True)
@@ -465,12 +604,16 @@ def fast_kernel(
 
     P: the tiles as bytes, ``P_tiles.view(np.uint8)`` (n_tiles, L, TILE_W * itemsize).
     code: F64, F32 or F16.  full: True for full storage.  Others as :func:`rls_fast`.
+    Tiles go in up to _CHUNKS contiguous chunks, each with its own scratch arrays.
     """
+    n_tiles = (pre.shape[0] + W - 1) // W
+    n_chunks = min(n_tiles, _CHUNKS)
     # the gufunc's prange index is unsigned: cast it, or every callee is compiled twice
-    for t in prange((pre.shape[0] + W - 1) // W):
-        _fast_tile(
-            P, code, np.int64(t), full, pre, w, r, x_ff, w_ff, u_bal, target, textbook, apply, bad
-        )
+    for ch in prange(n_chunks):
+        c = np.int64(ch)
+        t0, t1 = c * n_tiles // n_chunks, (c + 1) * n_tiles // n_chunks
+        _fast_range(P, code, t0, t1, full, pre, w, r, x_ff, w_ff, u_bal, target, textbook,
+                    apply, bad)  # fmt: skip
     nb = 0
     for i in range(bad.shape[0]):
         nb += bad[i] != 0
