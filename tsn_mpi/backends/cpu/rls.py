@@ -475,11 +475,11 @@ def _ol_update_tile(P, code, t, full, K, KD):
 
 
 @njit(cache=True, inline="always")
-def _gather_tile(t, pre, w, r, x_ff, w_ff, u_bal, target, X, lanes):
+def _gather_tile(t, pre, w, r, x_ff, w_ff, u_bal, target, X, lanes, xb):
     """X[:, lane] = [x_ff; r[pre[lid]]] (0 on padding slots and lanes) in X's dtype, and the
     error e = (w.x_rec + w_ff.x_ff + u_bal) - target of each lane into lanes[2] (float64,
-    old weights; w.x_rec summed in two chains, even and odd slots).  Also prefetches the
-    traces that tile t + 1 will gather."""
+    old weights; w.x_rec summed in two chains, even and odd slots).  xb: (>= m,) float64
+    scratch.  Also prefetches the traces that tile t + 1 will gather."""
     n_owned, m = pre.shape
     n_ff = x_ff.shape[0]
     n_lanes = min(W, n_owned - t * W)  # runtime trip counts: keeps LLVM from unrolling by 32
@@ -491,22 +491,17 @@ def _gather_tile(t, pre, w, r, x_ff, w_ff, u_bal, target, X, lanes):
         lid = t * W + lane
         for a in range(n_ff):
             X[a, lane] = x_ff[a]
-        e0 = 0.0
+        for j in range(m):
+            g = pre[lid, j]
+            xb[j] = r[g] if g >= 0 else 0.0
+            X[n_ff + j, lane] = xb[j]
+        e0 = 0.0  # w.x_rec in two chains: even and odd slots
         e1 = 0.0
         for j in range(0, m - 1, 2):
-            g0 = pre[lid, j]
-            g1 = pre[lid, j + 1]
-            x0 = r[g0] if g0 >= 0 else 0.0
-            x1 = r[g1] if g1 >= 0 else 0.0
-            X[n_ff + j, lane] = x0
-            X[n_ff + j + 1, lane] = x1
-            e0 += np.float64(w[lid, j]) * x0
-            e1 += np.float64(w[lid, j + 1]) * x1
+            e0 += np.float64(w[lid, j]) * xb[j]
+            e1 += np.float64(w[lid, j + 1]) * xb[j + 1]
         if m % 2:
-            g0 = pre[lid, m - 1]
-            x0 = r[g0] if g0 >= 0 else 0.0
-            X[n_ff + m - 1, lane] = x0
-            e0 += np.float64(w[lid, m - 1]) * x0
+            e0 += np.float64(w[lid, m - 1]) * xb[m - 1]
         e = e0 + e1
         for a in range(n_ff):
             e += np.float64(w_ff[lid, a]) * x_ff[a]
@@ -536,10 +531,9 @@ def _finish_tile(t, pre, w, w_ff, textbook, apply, bad, K, KD, lanes, wnew):
             for a in range(n_ff):
                 wnew[a] = np.float32(w_ff[lid, a] - coef * np.float64(K[a, lane]))
                 ok = ok and np.isfinite(wnew[a])
-            for j in range(m):
-                if pre[lid, j] >= 0:
-                    wnew[n_ff + j] = np.float32(w[lid, j] - coef * np.float64(K[n_ff + j, lane]))
-                    ok = ok and np.isfinite(wnew[n_ff + j])
+            for j in range(m):  # (padding slots have k = 0: their weight stays finite)
+                wnew[n_ff + j] = np.float32(w[lid, j] - coef * np.float64(K[n_ff + j, lane]))
+                ok = ok and np.isfinite(wnew[n_ff + j])
             bad[lid] = 0 if ok else 1
             if ok and apply:
                 for a in range(n_ff):
@@ -561,7 +555,7 @@ def _tile_range(P, code, t0, t1, full, pre, w, r, x_ff, w_ff, u_bal, target, tex
     lanes = np.empty((5, W))
     wnew = np.empty(n)
     for t in range(t0, t1):
-        _gather_tile(t, pre, w, r, x_ff, w_ff, u_bal, target, X, lanes)
+        _gather_tile(t, pre, w, r, x_ff, w_ff, u_bal, target, X, lanes, wnew)
         _spmv_tile(P, code, t, full, X, K)
         _lanes_dot(X, K, lanes)
         _finish_tile(t, pre, w, w_ff, textbook, apply, bad, K, KD, lanes, wnew)
