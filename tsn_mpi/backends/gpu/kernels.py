@@ -33,6 +33,8 @@ import math
 import numpy as np
 from numba import cuda
 
+from tsn_mpi.rng import _M1, _M2, _S11, _S27, _S30, _S31, _TWO53, GOLDEN
+
 MODE_INIT, MODE_TRAIN, MODE_TRAIN_TEST, MODE_TEST = 0, 1, 2, 3
 NOISE_NONE, NOISE_VOLTAGE, NOISE_CURRENT = 0, 1, 2
 
@@ -62,14 +64,8 @@ N_CF = 8
 ROLL_UTOTAL, ROLL_UBAL_E, ROLL_UBAL_I, ROLL_UPLASTIC = 0, 1, 2, 3
 
 # ------------------------------------------------------------------ SplitMix64 (as tsn_mpi.rng)
-GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_S30 = np.uint64(30)
-_S27 = np.uint64(27)
-_S31 = np.uint64(31)
-_S11 = np.uint64(11)
-_TWO53 = 1.0 / 9007199254740992.0
+# the constants are tsn_mpi.rng's, so CPU and GPU streams are the same by construction
+
 _TWO_PI = 2.0 * np.pi
 
 
