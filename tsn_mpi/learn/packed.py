@@ -94,7 +94,7 @@ def alloc_tiles(n_tiles: int, length: int, dtype: DTypeLike, w: int = TILE_W) ->
     """Zeroed tiles (n_tiles, length, w); on Linux backed by transparent huge pages if large.
 
     The RLS kernel streams P through each core; with 4 KB pages the hardware prefetchers stop
-    at every page boundary, and 2 MB pages gave ~10% more bandwidth per core.  numpy's own
+    at every page boundary, and 2 MB pages gave 5-15% more bandwidth per core (Zen 5).  numpy's own
     huge-page advice does not reach zero-filled allocations, so big arrays (>= 8 MB) are mapped
     here (anonymous, private, 2 MB aligned) and advised with MADV_HUGEPAGE; it is only advice,
     and elsewhere this is plain ``np.zeros``.  The mapping is freed with the array.
