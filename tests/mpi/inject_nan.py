@@ -38,6 +38,8 @@ def update_with_nan(self, *args):
         rows = np.array(self.p_rows())
         rows[bad_lid, 0] = np.nan  # one entry of this neuron's P
         self.P = self._to_tiles(rows)
+        # the partition is balanced by work, so say which global neuron this is
+        print(f"poisoned gid {self.net.owned.start + bad_lid}", flush=True)
     return original(self, *args)
 
 
