@@ -308,3 +308,28 @@ def test_small_benchmark_mode_and_bad():
     assert nb == readers.sum()
     np.testing.assert_array_equal(bad, readers)
     np.testing.assert_array_equal(w[readers], prob["w"][readers])
+
+
+def test_many_tiles_per_chunk_match_single_tiles():
+    """Over 256 tiles, each work chunk reuses its scratch for several tiles: results must equal
+    those of the same neurons run alone (bitwise), including the partial last tile."""
+    n_ff, m = 1, 3
+    n_owned = 300 * TILE_W + 5
+    prob = make_problem(n_owned=n_owned, m=m, n_ff=n_ff, seed=50)
+    rng = prob["rng"]
+    r, x_ff = traces(rng, n_ff)
+    keys = ("pre", "w", "w_ff", "u_bal", "target")
+
+    def run(lo, hi):
+        part = {k: prob[k][lo:hi].copy() for k in keys}
+        rows = initial_p_rows(part["w"], part["pre"] >= 0, n_ff, 0.8, 1.3, 0.01)
+        P = rows_to_tiles(rows, dtype=np.float32)
+        bad = np.zeros(hi - lo, np.uint8)
+        rls.rls_fast(P, part["pre"], part["w"], r, x_ff, part["w_ff"], part["u_bal"],
+                     part["target"], False, True, bad)  # fmt: skip
+        return tiles_to_rows(P, hi - lo), part["w"], part["w_ff"]
+
+    whole = run(0, n_owned)
+    for lo, hi in [(0, 2 * TILE_W), (137 * TILE_W, 139 * TILE_W), (299 * TILE_W, n_owned)]:
+        for a, b in zip(run(lo, hi), whole, strict=True):
+            np.testing.assert_array_equal(a, b[lo:hi])
