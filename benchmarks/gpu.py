@@ -37,7 +37,6 @@ sys.path.insert(0, str(HERE.parent))
 
 from numba import cuda, njit, prange  # noqa: E402
 
-from tsn_mpi import rng  # noqa: E402
 from tsn_mpi.backends.gpu import GpuLearner, GpuSimulator, select_device  # noqa: E402
 from tsn_mpi.backends.gpu import kernels as K  # noqa: E402
 from tsn_mpi.backends.gpu.device import simulated  # noqa: E402
@@ -53,7 +52,8 @@ from tsn_mpi.network.build import (  # noqa: E402
     build_targets,
 )
 from tsn_mpi.network.context import PluginContext  # noqa: E402
-from tsn_mpi.network.sampling import floyd_sample, scratch_table  # noqa: E402
+from tsn_mpi.network.sampling import scratch_table  # noqa: E402
+from tsn_mpi.network.static import sorted_partners  # noqa: E402
 from tsn_mpi.partition import partition  # noqa: E402
 
 T0 = time.perf_counter()
@@ -162,12 +162,7 @@ def _er_outgoing(seed, n, k2, n_exc, tsize):  # pragma: no cover - jitted
         buf = np.empty(k2, np.int64)
         st = np.empty(1, np.uint64)
         for pre in range(b * blk, min(n, (b + 1) * blk)):
-            st[0] = rng.stream_state(seed, rng.STATIC, pre, 0)
-            floyd_sample(st, 0, n - 1, k2, table, buf)
-            for q in range(k2):
-                if buf[q] >= pre:
-                    buf[q] += 1
-            buf.sort()
+            sorted_partners(seed, pre, n, k2, table, buf, st)
             c_pre = 0 if pre < n_exc else 2
             for q in range(k2):
                 post[pre * k2 + q] = buf[q]

@@ -17,6 +17,18 @@ from tsn_mpi.network.sampling import floyd_sample, scratch_table
 
 
 @njit(cache=True)
+def sorted_partners(seed, pre, n, k2, table, buf, st):  # pragma: no cover - jitted
+    """``buf[:k2]`` = the 2K postsynaptic partners of ``pre`` (sorted, never ``pre`` itself),
+    drawn from its stream (seed, STATIC, pre); ``table``/``st`` are scratch (see floyd_sample)."""
+    st[0] = rng.stream_state(seed, rng.STATIC, pre, 0)
+    floyd_sample(st, 0, n - 1, k2, table, buf)
+    for q in range(k2):
+        if buf[q] >= pre:
+            buf[q] += 1
+    buf.sort()
+
+
+@njit(cache=True)
 def _er_out(seed, pre_lo, pre_hi, n, k2, n_exc, w_ee, w_ie, w_ei, w_ii, table):  # pragma: no cover
     npre = pre_hi - pre_lo
     indptr = np.empty(npre + 1, dtype=np.int64)
@@ -27,12 +39,7 @@ def _er_out(seed, pre_lo, pre_hi, n, k2, n_exc, w_ee, w_ie, w_ei, w_ii, table): 
     indptr[0] = 0
     for p in range(npre):
         pre = pre_lo + p
-        st[0] = rng.stream_state(seed, rng.STATIC, pre, 0)
-        floyd_sample(st, 0, n - 1, k2, table, buf)
-        for q in range(k2):
-            if buf[q] >= pre:
-                buf[q] += 1
-        buf.sort()
+        sorted_partners(seed, pre, n, k2, table, buf, st)
         pre_exc = pre < n_exc
         for q in range(k2):
             j = buf[q]
