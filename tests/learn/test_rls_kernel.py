@@ -266,15 +266,17 @@ def test_fast_rejects_wrong_shapes():
 
 @pytest.mark.parametrize("n_ff", [0, 3])
 @pytest.mark.parametrize("textbook", [False, True])
-def test_small_matches_reference(n_ff, textbook):
+@pytest.mark.parametrize("H", [4, 12])
+def test_small_matches_reference(n_ff, textbook, H):
+    """H = 4 < n solves by Woodbury, H = 12 >= n by a dense Cholesky (once the history is full)."""
     prob = make_problem(n_owned=37, m=8, n_ff=n_ff, seed=30 + n_ff)
     pre, rng = prob["pre"], prob["rng"]
-    H = 4
+    assert rls.use_woodbury(H, n_ff + 8) == (H == 4)
     hist = np.zeros((H, n_ff + N_GLOBAL))
     count = 0
     w, w_ff = prob["w"].copy(), prob["w_ff"].copy()
     bad = np.full(pre.shape[0], 3, np.uint8)
-    for step in range(6):  # history fills up and wraps around
+    for step in range(H + 2):  # history fills up and wraps around
         r, x_ff = traces(rng, n_ff)
         w_ref, wff_ref, _ = rls_small_reference(
             pre, w, r, x_ff, w_ff, prob["u_bal"], prob["target"], hist, min(count, H),
@@ -289,6 +291,39 @@ def test_small_matches_reference(n_ff, textbook):
         assert count == step + 1
         np.testing.assert_array_equal(hist[step % H], np.concatenate([x_ff, r]))
     np.testing.assert_array_equal(w[pre < 0], 0.0)
+
+
+@pytest.mark.parametrize("n_ff", [0, 2])
+@pytest.mark.parametrize("hist_len", [0, 1, 5])
+def test_small_woodbury_equals_direct(n_ff, hist_len):
+    """Both small-mode solvers give the same gain k = A^-1 x, to float64 rounding: padding,
+    zero weights, one-sign neurons and a neuron with no same-sign pair included."""
+    m = 9
+    prob = make_problem(n_owned=20, m=m, n_ff=n_ff, seed=60 + n_ff)
+    pre, w, rng = prob["pre"], prob["w"], prob["rng"]
+    w[1] = np.abs(w[1]) + 0.1
+    w[2] = -np.abs(w[2]) - 0.1
+    w[3] = 0.0
+    w[3, 0], w[3, 1] = 1.0, -1.0
+    w[pre < 0] = 0.0
+    hist = rng.random((6, n_ff + N_GLOBAL))
+    r, x_ff = traces(rng, n_ff)
+    n, q = n_ff + m, hist_len + 1
+    x, grp = np.empty(n), np.empty(m, np.int8)
+    k_w, k_d = np.empty(n), np.empty(n)
+    G, M, S = np.empty((q, n)), np.empty((q, q)), np.empty((3, q))
+    A, g = np.empty((n, n)), np.empty(n)
+    _, _, k_ref = rls_small_reference(pre, w, r, x_ff, prob["w_ff"], prob["u_bal"],
+                                      prob["target"], hist, hist_len, 0.8, 1.3, 0.05, False,
+                                      False)  # fmt: skip
+    for lid in range(pre.shape[0]):
+        rls._small_gather(lid, pre, w, r, x_ff, x, grp)
+        args = (lid, pre, hist, hist_len, 0.8, 1.3, 0.05, x, grp)
+        assert rls._small_gain_woodbury(*args, k_w, G, M, S)
+        assert rls._small_gain_direct(*args, k_d, A, g)
+        np.testing.assert_allclose(k_w, k_d, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(k_w, k_ref[lid], rtol=1e-12, atol=1e-14)
+        assert not k_w[n_ff:][pre[lid] < 0].any()
 
 
 def test_small_benchmark_mode_and_bad():

@@ -29,8 +29,9 @@ left untouched (neither their P nor their weights change), so a run can stop wit
 :func:`rls_fast`, :func:`rls_fast_full` and :func:`rls_small` are Python wrappers that check
 shapes and call one compiled parallel kernel each (:func:`fast_kernel`, :func:`small_kernel`,
 callable from other jitted code).  The fast kernel sees P as bytes plus a storage code, so one
-compilation serves every P dtype and both storages (cold: ~5-10 s for fast_kernel, ~4 s for
-small_kernel on 2 Zen 5 cores; then loaded from numba's cache in well under a second).
+compilation serves every P dtype and both storages (cold: ~5-10 s for fast_kernel, a few
+seconds for small_kernel on 2 Zen 5 cores; then loaded from numba's cache in well under a
+second).
 
 Speed (benchmarks/rls_kernel.py, 2 threads, 300 MB of P): n = 90 float32 packed moves
 2 * bytes(P) at ~44 GB/s, ~85% of a 2-thread numba copy; the rows of k = P x prefetch 32 KB
@@ -750,45 +751,159 @@ def push_history(
 
 
 @njit(cache=True)
-def _small_neuron(
-    lid,
-    pre,
-    w,
-    r,
-    x_ff,
-    w_ff,
-    u_bal,
-    target,
-    hist,
-    hist_len,
-    penlambda,
-    penlam_ff,
-    penmu,
-    textbook,
-    apply,
-    A,
-    x,
-    k,
-    g,
-    grp,
-):
-    """Small-mode step of one neuron; A (n, n), x, k, g (n,), grp (m,) scratch. True if good."""
+def _small_gather(lid, pre, w, r, x_ff, x, grp):
+    """x = [x_ff; r[pre]] (0 on padding) and sign groups grp (0: none, 1: w > 0, 2: w < 0)."""
     n_ff = x_ff.shape[0]
-    m = pre.shape[1]
-    n = n_ff + m
-    # x and the sign groups (0: none or padding, 1: positive, 2: negative weight)
     for a in range(n_ff):
         x[a] = x_ff[a]
-    for j in range(m):
+    for j in range(pre.shape[1]):
         gid = pre[lid, j]
-        x[n_ff + j] = r[gid] if gid >= 0 else 0.0
-        grp[j] = 0
+        valid = gid >= 0
+        x[n_ff + j] = r[gid] if valid else 0.0
+        wj = w[lid, j]
+        grp[j] = valid * ((wj > 0) + 2 * (wj < 0))  # branch-free: signs are mixed
+
+
+@njit(cache=True, inline="always")
+def _scaled_dots(G, c1, c2, c3, a0, a1, sc):
+    """(sc G[c1].G[c2], sc G[c1].G[c3]) over columns a0..a1-1, in 4 fixed interleaved sums each."""
+    p0 = p1 = p2 = p3 = 0.0
+    q0 = q1 = q2 = q3 = 0.0
+    a4 = a0 + (a1 - a0) // 4 * 4
+    for a in range(a0, a4, 4):
+        x0, x1, x2, x3 = G[c1, a], G[c1, a + 1], G[c1, a + 2], G[c1, a + 3]
+        p0 += x0 * G[c2, a]
+        p1 += x1 * G[c2, a + 1]
+        p2 += x2 * G[c2, a + 2]
+        p3 += x3 * G[c2, a + 3]
+        q0 += x0 * G[c3, a]
+        q1 += x1 * G[c3, a + 1]
+        q2 += x2 * G[c3, a + 2]
+        q3 += x3 * G[c3, a + 3]
+    for a in range(a4, a1):
+        p0 += G[c1, a] * G[c2, a]
+        q0 += G[c1, a] * G[c3, a]
+    return ((p0 + p1) + (p2 + p3)) * sc, ((q0 + q1) + (q2 + q3)) * sc
+
+
+@njit(cache=True)
+def _small_gain_woodbury(lid, pre, hist, hist_len, penlambda, penlam_ff, penmu, x, grp, k, G, M, S):
+    """k = A^-1 x with A = Pinv + sum_h g_h g_h^T by the Woodbury identity; False if S is not PD.
+
+    P0 = Pinv^-1 is known in closed form (spec §4.2): per sign group s of size n_s,
+    ``(I - c_s 11^T)/lam`` with ``c_s = mu/(lam + n_s mu)``; 1/penlam_ff on feed-forward
+    slots.  With the history rows g_h as the rows of G_h (hl x n),
+    ``A^-1 x = P0 (x - G_h^T c)`` where ``S c = G_h P0 x`` and ``S = I + G_h P0 G_h^T``:
+    O(hl^2 n) instead of O(hl n^2 + n^3/6) for building and factorising A.
+    Scratch: G (hl + 1, n) holds x in row 0 and g_h in row 1 + h; M (hl + 1, hl + 1) gets
+    ``G P0 G^T`` (lower triangle) as the scaled Gram matrix of G minus the rank-2 term of the
+    row sums over each sign group, kept in S (3, hl + 1) (row 0: no group, unused).
+    """
+    m = pre.shape[1]
+    n = x.shape[0]
+    n_ff = n - m
+    q = hist_len + 1
+    for s in range(3):
+        for c in range(q):
+            S[s, c] = 0.0
+    for a in range(n_ff):
+        G[0, a] = x[a]
+        for h in range(hist_len):
+            G[1 + h, a] = hist[h, a]
+    size_pos = 0
+    size_neg = 0
+    for j in range(m):
+        a = n_ff + j
+        gid = pre[lid, j]
+        s = grp[j]
+        size_pos += s == 1
+        size_neg += s == 2
+        G[0, a] = x[a]
+        S[s, 0] += x[a]
         if gid >= 0:
-            if w[lid, j] > 0:
-                grp[j] = 1
-            elif w[lid, j] < 0:
-                grp[j] = 2
-    # lower triangle of A = Pinv (current signs) + sum_h g g^T; padding slots get A = 1, x = 0
+            for h in range(hist_len):
+                val = hist[h, n_ff + gid]
+                G[1 + h, a] = val
+                S[s, 1 + h] += val
+        else:
+            for h in range(hist_len):
+                G[1 + h, a] = 0.0
+    inv_lam = 1.0 / penlambda
+    inv_ff = 1.0 / penlam_ff
+    c_pos = penmu / (penlambda + size_pos * penmu)
+    c_neg = penmu / (penlambda + size_neg * penmu)
+    # M = G diag(1/penlam_ff.., 1/lam..) G^T - (c_pos s_pos s_pos^T + c_neg s_neg s_neg^T) / lam
+    for c1 in range(q):
+        p1 = c_pos * S[1, c1] * inv_lam
+        n1 = c_neg * S[2, c1] * inv_lam
+        for c2 in range(0, c1 + 1, 2):
+            c3 = c2 + 1 if c2 < c1 else c2
+            d2, d3 = _scaled_dots(G, c1, c2, c3, n_ff, n, inv_lam)
+            if n_ff > 0:
+                f2, f3 = _scaled_dots(G, c1, c2, c3, 0, n_ff, inv_ff)
+                d2 += f2
+                d3 += f3
+            M[c1, c2] = d2 - (p1 * S[1, c2] + n1 * S[2, c2])
+            M[c1, c3] = d3 - (p1 * S[1, c3] + n1 * S[2, c3])
+    # S_h = I + M[1:, 1:]: Cholesky in place (lower), then S_h c = b with b = M[1:, 0]
+    for i in range(1, q):
+        M[i, i] += 1.0
+    for i in range(1, q):
+        for j in range(1, i + 1):
+            s = M[i, j]
+            for t in range(1, j):
+                s -= M[i, t] * M[j, t]
+            if i == j:
+                if not s > 0.0:  # also catches NaN
+                    return False
+                M[i, i] = np.sqrt(s)
+            else:
+                M[i, j] = s / M[j, j]
+    cvec = S[0]  # reused: c at cvec[1..hl]
+    for i in range(1, q):
+        s = M[i, 0]
+        for t in range(1, i):
+            s -= M[i, t] * cvec[t]
+        cvec[i] = s / M[i, i]
+    for i in range(q - 1, 0, -1):
+        s = cvec[i]
+        for t in range(i + 1, q):
+            s -= M[t, i] * cvec[t]
+        cvec[i] = s / M[i, i]
+    # k = P0 v with v = x - G_h^T c
+    for a in range(n):
+        k[a] = G[0, a]
+    for c in range(1, q):
+        cc = cvec[c]
+        for a in range(n):
+            k[a] -= cc * G[c, a]
+    v_pos = 0.0
+    v_neg = 0.0
+    for j in range(m):
+        g = grp[j]
+        v = k[n_ff + j]
+        v_pos += v if g == 1 else 0.0
+        v_neg += v if g == 2 else 0.0
+    v_pos *= c_pos
+    v_neg *= c_neg
+    for a in range(n_ff):
+        k[a] *= inv_ff
+    for j in range(m):
+        g = grp[j]
+        k[n_ff + j] = (k[n_ff + j] - (v_pos if g == 1 else (v_neg if g == 2 else 0.0))) * inv_lam
+    return True
+
+
+@njit(cache=True)
+def _small_gain_direct(lid, pre, hist, hist_len, penlambda, penlam_ff, penmu, x, grp, k, A, g):
+    """k = A^-1 x with A = Pinv + sum_h g_h g_h^T built densely and factorised by Cholesky.
+
+    Used when the history is at least as long as n (then cheaper than Woodbury).  Padding
+    slots get A = 1 (x = 0 there, so k = 0).  False if A is not positive definite.
+    """
+    m = pre.shape[1]
+    n = x.shape[0]
+    n_ff = n - m
     for a in range(n):
         for b in range(a + 1):
             A[a, b] = 0.0
@@ -813,7 +928,6 @@ def _small_neuron(
             ga = g[a]
             for b in range(a + 1):
                 A[a, b] += ga * g[b]
-    # Cholesky A = L L^T in place (lower), then L y = x and L^T k = y
     for i in range(n):
         for j in range(i + 1):
             s = A[i, j]
@@ -835,6 +949,15 @@ def _small_neuron(
         for q in range(i + 1, n):
             s -= A[q, i] * k[q]
         k[i] = s / A[i, i]
+    return True
+
+
+@njit(cache=True)
+def _small_apply(lid, pre, w, x_ff, w_ff, u_bal, target, textbook, apply, x, k):
+    """Error with the old weights and the update w -= e k (or e den k); True if all finite."""
+    n_ff = x_ff.shape[0]
+    m = pre.shape[1]
+    n = n_ff + m
     c = 0.0
     for a in range(n):
         c += x[a] * k[a]
@@ -865,6 +988,11 @@ def _small_neuron(
     return ok
 
 
+def use_woodbury(hist_len: int, n: int) -> bool:
+    """Whether small mode solves by Woodbury (history shorter than n) or by a dense Cholesky."""
+    return hist_len < n
+
+
 @njit(cache=True)
 def _small_block(
     blk,
@@ -887,34 +1015,29 @@ def _small_block(
     """Small-mode step of neurons blk*W .. blk*W + W - 1, sharing one set of scratch arrays."""
     n_owned, m = pre.shape
     n = x_ff.shape[0] + m
-    A = np.empty((n, n))
+    woodbury = hist_len < n  # keep in step with use_woodbury
     x = np.empty(n)
     k = np.empty(n)
-    g = np.empty(n)
     grp = np.empty(m, np.int8)
+    q = hist_len + 1 if woodbury else 1
+    G = np.empty((q, n))
+    M = np.empty((q, q))
+    S = np.empty((3, q))
+    na = 1 if woodbury else n
+    A = np.empty((na, na))
+    g = np.empty(na)
     for lid in range(blk * W, min(n_owned, blk * W + W)):
-        ok = _small_neuron(
-            lid,
-            pre,
-            w,
-            r,
-            x_ff,
-            w_ff,
-            u_bal,
-            target,
-            hist,
-            hist_len,
-            penlambda,
-            penlam_ff,
-            penmu,
-            textbook,
-            apply,
-            A,
-            x,
-            k,
-            g,
-            grp,
-        )
+        _small_gather(lid, pre, w, r, x_ff, x, grp)
+        if woodbury:
+            ok = _small_gain_woodbury(
+                lid, pre, hist, hist_len, penlambda, penlam_ff, penmu, x, grp, k, G, M, S
+            )
+        else:
+            ok = _small_gain_direct(
+                lid, pre, hist, hist_len, penlambda, penlam_ff, penmu, x, grp, k, A, g
+            )
+        if ok:
+            ok = _small_apply(lid, pre, w, x_ff, w_ff, u_bal, target, textbook, apply, x, k)
         bad[lid] = 0 if ok else 1
 
 
@@ -983,8 +1106,11 @@ def rls_small(
 
     A = Pinv from the *current* weight signs (as ``initial_p_rows``, not inverted) plus
     ``sum_h g g^T`` over history rows ``h < hist_len`` of hist (H, LX + N), each laid out
-    [x_ff; r], with ``g = [h[:LX]; h[LX + pre]]`` (the reference forgot the ``+LX``).  A is
-    factorised by Cholesky.  Padding slots are decoupled (A = 1, x = 0, so k = 0 there).  Error
+    [x_ff; r], with ``g = [h[:LX]; h[LX + pre]]`` (the reference forgot the ``+LX``).
+    With ``hist_len < n`` (the usual case: H = 10, n = 58 in the default model) k comes from
+    the Woodbury identity around the closed-form ``Pinv^-1`` (an hl x hl Cholesky, O(hl^2 n)
+    per neuron); otherwise A is built densely and factorised by Cholesky (O(hl n^2 + n^3/6)).
+    Both agree to float64 rounding.  Padding slots are decoupled (k = 0 there).  Error
     and weight update as :func:`rls_fast` (a-priori ``e*k``, or ``e*den*k`` if textbook).
     Other arguments as :func:`rls_fast`; a neuron whose A is not positive definite or whose k,
     error or new weights are not finite is flagged in ``bad`` and left untouched.
