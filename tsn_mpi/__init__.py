@@ -6,6 +6,10 @@ Public API (each phase is also a CLI subcommand): :func:`new`, :func:`init`, :fu
 
 __version__ = "0.1.0"
 
+from tsn_mpi._numba_cache import configure as _configure_numba_cache  # noqa: E402
+
+_configure_numba_cache()  # before any kernel module is imported
+
 from tsn_mpi.api import init, new, plot, run, test, train  # noqa: E402
 from tsn_mpi.config import load_config  # noqa: E402
 
