@@ -43,8 +43,8 @@ def test_init_is_rank_count_independent(base, tmp_path):
     r = run_mpi(3, [*TSN, "init", str(run)], timeout=240)
     assert r.returncode == 0, r.stderr
     with h5py.File(base / "network.h5") as a, h5py.File(run / "network.h5") as b:
-        for name in ("static/indptr", "static/pre", "static/code", "plastic/pre", "targets",
-                     "init/ns"):
+        for name in ("static/indptr", "static/pre", "static_by_population", "plastic/pre",
+                     "targets", "init/ns"):
             assert np.array_equal(a[name][...], b[name][...]), name
     with h5py.File(base / "checkpoints/ckpt-0.h5") as a, h5py.File(
             run / "checkpoints/ckpt-0.h5") as b:

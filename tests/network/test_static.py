@@ -46,18 +46,54 @@ def test_static_lists_do_not_depend_on_the_range_asked():
     assert np.array_equal(post2, post[ip[250] : ip[300]])
 
 
-def test_builder_gives_incoming_csr_sorted_by_pre_with_codebook():
+def _expected_incoming(ip, post, w, i):
+    pre_of = np.repeat(np.arange(ip.size - 1), np.diff(ip))
+    order = np.argsort(pre_of[post == i], kind="stable")
+    return pre_of[post == i][order], w[post == i][order]
+
+
+def test_builder_gives_incoming_csr_sorted_by_pre_with_weights_by_population():
     ctx = _ctx()
     ip, post, w = static.erdos_renyi(ctx, range(0, 600))
-    indptr, pre, code, table = build_static(ctx, SerialComm(), partition(600, 1))
-    assert indptr[-1] == post.size and table.size == 4 and code.dtype == np.uint8
-    pre_of = np.repeat(np.arange(600), np.diff(ip))
+    indptr, pre, code, table, by_pop = build_static(ctx, SerialComm(), partition(600, 1))
+    assert by_pop and code.size == 0 and table.size == 4 and indptr[-1] == post.size
+    n_exc = ctx.derived.n_exc
     for i in (0, 17, 599):
-        mine = np.sort(pre_of[post == i])
-        assert np.array_equal(pre[indptr[i] : indptr[i + 1]], mine)
-        got_w = table[code[indptr[i] : indptr[i + 1]]]
-        exp_w = w[post == i][np.argsort(pre_of[post == i], kind="stable")]
+        exp_pre, exp_w = _expected_incoming(ip, post, w, i)
+        got_pre = pre[indptr[i] : indptr[i + 1]]
+        assert np.array_equal(got_pre, exp_pre)
+        got_w = table[2 * (got_pre >= n_exc) + (i >= n_exc)]
         assert np.array_equal(got_w, exp_w)
+
+
+def _jittered(ctx, pres, first_bad):
+    """The default lists with per-synapse weights from presynaptic id first_bad on."""
+    ip, post, w = static.erdos_renyi(ctx, pres)
+    pre_of = np.repeat(np.arange(pres.start, pres.stop), np.diff(ip))
+    w = w.copy()
+    bad = pre_of >= first_bad
+    w[bad] *= np.float32(1.0) + (post[bad] % 7).astype(np.float32) / 64
+    return ip, post, w
+
+
+def test_builder_falls_back_to_codes_when_a_later_block_breaks_the_rule(monkeypatch, tmp_path):
+    """Blocks that followed the population rule were sent without weights; when a later block
+    breaks it, their weights are rebuilt from the rule (here 2 of 3 blocks, on 2 tables)."""
+    import tsn_mpi.network.build as build
+
+    monkeypatch.setattr(build, "STATIC_BLOCK", 256)
+    plug = tmp_path / "jitter.py"
+    plug.write_text(
+        "from tests.network.test_static import _jittered\n"
+        "def weights(ctx, pres):\n    return _jittered(ctx, pres, 520)\n")
+    ctx = _ctx(static_plugin=f"{plug}:weights")
+    ip, post, w = _jittered(ctx, range(0, 600), 520)
+    indptr, pre, code, table, by_pop = build_static(ctx, SerialComm(), partition(600, 1))
+    assert not by_pop and code.dtype == np.uint8 and code.size == post.size
+    for i in (0, 17, 333, 599):
+        exp_pre, exp_w = _expected_incoming(ip, post, w, i)
+        assert np.array_equal(pre[indptr[i] : indptr[i + 1]], exp_pre)
+        assert np.array_equal(table[code[indptr[i] : indptr[i + 1]]], exp_w)
 
 
 def test_plastic_partners_per_population_sorted_and_split_independent():

@@ -16,20 +16,42 @@ from tsn_mpi.partition import partition
 from tsn_mpi.simulate.simulator import Simulator
 
 
-def test_default_network_spontaneous_rates():
-    cfg = default_config()
-    d = derive(cfg)
+def _init_trial(cfg, d, ctx, st, by_pop, n_steps):
     n = d.n_cells
-    ctx = PluginContext(cfg, d, range(n), Path("."))
-    st = build_static(ctx, SerialComm(), partition(n, 1))
     net = Network(n, range(n), *st, np.zeros((n, 0), np.int32), np.zeros((n, 0), np.float32),
                   np.zeros((n, 0), np.float32), np.zeros((1, d.n_learn, n), np.float32),
-                  OnlineOU(0, 1, 0), np.zeros((d.n_steps - d.stim_off_step, 0)))
+                  OnlineOU(0, 1, 0), np.zeros((d.n_steps - d.stim_off_step, 0)),
+                  st_by_population=by_pop)  # fmt: skip
     sim = Simulator(cfg, d, net, lif(ctx), SerialComm(), cfg.neuron.tau_plas, 0.0)
     sim.start_trial("init", 0, 0)
-    for a in range(1, d.n_steps + 1, 1000):
+    for a in range(1, n_steps + 1, 1000):
         sim.advance(a, a + 999)
-    res = sim.finish_trial()
+    return sim.finish_trial()
+
+
+def _default():
+    cfg = default_config()
+    d = derive(cfg)
+    ctx = PluginContext(cfg, d, range(d.n_cells), Path("."))
+    *st, by_pop = build_static(ctx, SerialComm(), partition(d.n_cells, 1))
+    return cfg, d, ctx, st, by_pop
+
+
+def test_weights_by_population_and_per_synapse_codes_give_the_same_trial():
+    cfg, d, ctx, st, by_pop = _default()
+    assert by_pop
+    indptr, pre, _, table = st
+    post = np.repeat(np.arange(d.n_cells), np.diff(indptr))
+    codes = (2 * (pre >= d.n_exc) + (post >= d.n_exc)).astype(np.uint8)
+    a = _init_trial(cfg, d, ctx, st, True, 4000)
+    b = _init_trial(cfg, d, ctx, (indptr, pre, codes, table), False, 4000)
+    assert a.ns.sum() > 0 and np.array_equal(a.ns, b.ns) and np.array_equal(a.uavg, b.uavg)
+
+
+def test_default_network_spontaneous_rates():
+    cfg, d, ctx, st, by_pop = _default()
+    n = d.n_cells
+    res = _init_trial(cfg, d, ctx, st, by_pop, d.n_steps)
     rate_e = 1000 * res.ns[: d.n_exc].mean() / d.train_time
     rate_i = 1000 * res.ns[d.n_exc :].mean() / d.train_time
     # the reference tutorial reports 3.43 Hz (E) and 6.15 Hz (I) for this network

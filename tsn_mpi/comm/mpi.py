@@ -45,6 +45,12 @@ def _jitted_exchange():
     return _EXCHANGE
 
 
+def _jitted_clock():
+    import numba_mpi
+
+    return numba_mpi.wtime
+
+
 class MpiComm:
     """Wraps an mpi4py communicator; upper-case (buffer) methods only on the hot paths."""
 
@@ -157,3 +163,7 @@ class MpiComm:
 
     def step_exchange(self) -> Any:
         return _jitted_exchange()
+
+    def step_clock(self) -> Any:
+        """A jitted wall clock for timing phases inside the compiled loop (MPI_Wtime)."""
+        return _jitted_clock()

@@ -9,6 +9,7 @@ interrupted loop exactly.  Any rank count can read any checkpoint.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from tsn_mpi.errors import CheckpointError
 from tsn_mpi.io import h5
+from tsn_mpi.io.rows import LazyRows
 
 FORMAT = "tsn-mpi checkpoint 1"
 
@@ -39,12 +41,14 @@ def write_checkpoint(
 
 
 def read_checkpoint(
-    path: Path, owned: range, expect: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    path: Path, owned: range, expect: dict[str, Any], lazy: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
     """Read a checkpoint's attrs, the owned rows and the global arrays, checking ``expect``.
 
     ``expect`` maps attribute names to the values this model requires (model hash, sizes...);
-    a mismatch raises a one-line CheckpointError saying what differs.
+    a mismatch raises a one-line CheckpointError saying what differs.  Row datasets named in
+    ``lazy`` come back as :class:`LazyRows` that read blocks of rows when sliced (P of large
+    models is converted to tiles block by block instead of being held twice).
     """
     with h5.open_read(path, what="checkpoint") as f:
         attrs = h5.read_attrs(f)
@@ -56,6 +60,19 @@ def read_checkpoint(
                 raise CheckpointError(
                     f"{path}: belongs to another model ({key} = {have!r}, this run has {want!r})"
                 )
-        rows = {n: h5.read_rows(f, f"rows/{n}", owned) for n in f.get("rows", {}).keys()}
+        rows: dict[str, Any] = {}
+        for n in f.get("rows", {}).keys():
+            if n in lazy:
+                shape, dtype = f[f"rows/{n}"].shape, f[f"rows/{n}"].dtype
+                rows[n] = LazyRows(len(owned), int(np.prod(shape[1:])), dtype,
+                                   functools.partial(_read_block, path, f"rows/{n}", owned))
+            else:
+                rows[n] = h5.read_rows(f, f"rows/{n}", owned)
         globs = {n: np.asarray(f[f"global/{n}"][...]) for n in f.get("global", {}).keys()}
     return attrs, rows, globs
+
+
+def _read_block(path: Path, name: str, owned: range, lo: int, hi: int) -> np.ndarray:
+    with h5.open_read(path, what="checkpoint") as f:
+        block = h5.read_rows(f, name, range(owned.start + lo, owned.start + hi))
+    return block.reshape(hi - lo, -1)

@@ -39,6 +39,7 @@ from tsn_mpi import errors
 from tsn_mpi.comm.base import Comm
 from tsn_mpi.errors import CheckpointError, DataFileError, LaunchError
 from tsn_mpi.io import atomic
+from tsn_mpi.io.rows import LazyRows
 
 COMPLETE = "complete"
 ENV_STRATEGY = "TSN_MPI_H5"
@@ -255,12 +256,17 @@ class Writer:
         """Write this rank's rows ``[start, start + len(local))`` of dataset ``name``, whose
         global shape is ``(n_global, *local.shape[1:])`` and dtype is ``local.dtype``."""
         self._check_name(name)
-        local = np.asarray(local)
+        lazy = isinstance(local, LazyRows)  # converted piece by piece while written
+        if not lazy:
+            local = np.asarray(local)
         err = _local_error(local, name)
         n = local.shape[0] if local.ndim else 0
         parts, tail, dtype, pieces = self._layout(name, int(start), n, int(n_global), local, err)
         dset = self._create(name, (int(n_global), *tail), dtype)
-        data = np.ascontiguousarray(local, dtype=dtype) if n else np.empty((0, *tail), dtype)
+        if lazy and n:
+            data = local
+        else:
+            data = np.ascontiguousarray(local, dtype=dtype) if n else np.empty((0, *tail), dtype)
         self._put(dset, name, int(start), data, pieces)
 
     def write_csr(

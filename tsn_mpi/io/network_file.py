@@ -2,6 +2,7 @@
 
 Layout (global neuron id on axis 0; documented in docs/file-format.md):
   static/indptr (N+1) int64, static/pre (nnz) int32 presynaptic ids sorted per neuron,
+  static_by_population (4) float32 (weights by population, nothing per synapse) — or
   static/code (nnz) uint8 + static_table (n_codes) float32  — or static/weight (nnz) float32
   plastic/pre (N, m) int32 (-1 = none), plastic/w0 (N, m) float32, plastic/w_ff0 (N, LX)
   targets (N, ntasks, n_learn) float32, stimulus (N, ntasks, n_stim_steps) float32 (only when
@@ -22,7 +23,7 @@ from tsn_mpi.io import h5
 from tsn_mpi.network.build import Network
 from tsn_mpi.network.stimulus import OnlineOU
 
-FORMAT = "tsn-mpi network 1"
+FORMAT = "tsn-mpi network 2"  # 2: static_by_population
 
 
 def write_network(path: Path, net: Network, init: dict[str, Any], cfg, d, comm) -> None:
@@ -34,6 +35,7 @@ def write_network(path: Path, net: Network, init: dict[str, Any], cfg, d, comm) 
         "tsn_mpi_version": __version__,
         "model_hash": cfg.model_hash(),
         "n_cells": N,
+        "n_exc": d.n_exc,
         "n_plastic": int(net.pl_pre.shape[1]),
         "l_ff": d.l_ff,
         "ntasks": int(net.targets.shape[0]),
@@ -51,10 +53,12 @@ def write_network(path: Path, net: Network, init: dict[str, Any], cfg, d, comm) 
         values = {"pre": net.st_pre}
         if per_synapse:
             values["weight"] = net.st_table
-        else:
+        elif not net.st_by_population:
             values["code"] = net.st_code
         w.write_csr("static", net.st_indptr, values, start, N)
-        if not per_synapse:
+        if net.st_by_population:
+            w.write_global("static_by_population", net.st_table)
+        elif not per_synapse:
             w.write_global("static_table", net.st_table)
         w.write_rows("plastic/pre", net.pl_pre, start, N)
         w.write_rows("plastic/w0", net.w_in, start, N)
@@ -73,7 +77,7 @@ def read_network(path: Path, cfg, d, owned: range) -> tuple[Network, dict[str, A
     """Read the rows of the owned neurons (any rank count) and check the file fits ``cfg``."""
     with h5.open_read(path, what="network") as f:
         a = h5.read_attrs(f)
-        if a.get("format") != FORMAT:
+        if a.get("format") not in (FORMAT, "tsn-mpi network 1"):
             raise DataFileError(f"{path}: not a tsn-mpi network file (format {a.get('format')})")
         if a.get("model_hash") != cfg.model_hash():
             raise DataFileError(
@@ -84,7 +88,11 @@ def read_network(path: Path, cfg, d, owned: range) -> tuple[Network, dict[str, A
             raise DataFileError(f"{path}: has {a['n_cells']} neurons, config says {d.n_cells}")
         indptr, vals = h5.read_csr(f, "static", owned)
         pre = vals["pre"].astype(np.int32, copy=False)
-        if "weight" in vals:
+        by_pop = "static_by_population" in f
+        if by_pop:
+            code = np.zeros(0, np.uint8)
+            table = np.asarray(f["static_by_population"][...], dtype=np.float32)
+        elif "weight" in vals:
             code = np.arange(pre.size, dtype=np.int32)
             table = vals["weight"].astype(np.float32)
         else:
@@ -108,6 +116,7 @@ def read_network(path: Path, cfg, d, owned: range) -> tuple[Network, dict[str, A
             targets=targets,
             stimulus=stim,
             ff_rates=np.asarray(f["ff_rates"][...], dtype=np.float64),
+            st_by_population=by_pop,
         )
         init = {
             "uavg": h5.read_rows(f, "init/uavg", owned),

@@ -10,10 +10,19 @@ from __future__ import annotations
 import numpy as np
 
 from tsn_mpi.backends.cpu import rls
+from tsn_mpi.errors import ConfigError
+from tsn_mpi.io.rows import LazyRows
 from tsn_mpi.learn.initial_p import initial_p_rows
-from tsn_mpi.learn.packed import TILE_W, rows_to_tiles, tiles_to_rows
+from tsn_mpi.learn.packed import TILE_W, rows_to_tiles, tile_rows
 
 STORAGE_DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
+INTEGER_PRECISIONS = ("int16", "int32")
+
+
+def integer_p_message(precision: str) -> str:
+    """The one-line error for integer P storage on the CPU backend."""
+    return (f"learning.p_precision = {precision!r}: integer P storage needs --gpu "
+            "(run.backend = 'gpu'); the CPU backend stores P as float64, float32 or float16")
 
 
 class Learner:
@@ -37,17 +46,16 @@ class Learner:
         self.apply = not lr.benchmark
         n = net.n_owned
         self.bad = np.zeros(n, np.uint8)
-        if self.mode == "fast":
+        if self.mode == "fast" and self.precision in INTEGER_PRECISIONS:
+            # integer P lives on the GPU only (GpuLearner builds P0 itself): init writes no P
+            if p_rows is not None:
+                raise ConfigError(integer_p_message(self.precision))
+            self.P = None
+            self.hist = None
+            self.hist_count = 0
+        elif self.mode == "fast":
             if p_rows is None:
-                p_rows = initial_p_rows(
-                    net.w_in,
-                    net.pl_pre >= 0,
-                    d.l_ff,
-                    lr.penlambda,
-                    lr.penlam_ff,
-                    lr.penmu,
-                    storage=self.storage,
-                )
+                p_rows = self._initial_rows()
             self.P = self._to_tiles(p_rows)
             self.hist = None
             self.hist_count = 0
@@ -61,17 +69,35 @@ class Learner:
             )
             self.hist_count = int(hist_count)
 
-    def _to_tiles(self, rows: np.ndarray) -> np.ndarray:
+    def _initial_rows(self) -> LazyRows:
+        """P0 of the owned neurons (spec §4.2), computed block by block while tiling."""
+        net, lr, l_ff = self.net, self.cfg.learning, self.d.l_ff
+        n = l_ff + net.pl_pre.shape[1]
+        length = n * n if self.storage == "full" else n * (n + 1) // 2
+
+        def rows(lo: int, hi: int) -> np.ndarray:
+            return initial_p_rows(net.w_in[lo:hi], net.pl_pre[lo:hi] >= 0, l_ff, lr.penlambda,
+                                  lr.penlam_ff, lr.penmu, storage=self.storage)  # fmt: skip
+
+        return LazyRows(net.n_owned, length, np.float64, rows)
+
+    def _to_tiles(self, rows: np.ndarray | LazyRows) -> np.ndarray:
         dt = STORAGE_DTYPES[self.precision]
-        tiles = rows_to_tiles(np.asarray(rows), TILE_W, dtype=dt)
+        tiles = rows_to_tiles(rows, TILE_W, dtype=dt)
         return tiles.view(np.uint16) if dt == np.float16 else tiles
 
     def p_rows(self) -> np.ndarray | None:
         """P of the owned neurons, one row per neuron, in the storage precision."""
+        lazy = self.p_rows_lazy()
+        return None if lazy is None else np.asarray(lazy)
+
+    def p_rows_lazy(self) -> LazyRows | None:
+        """:meth:`p_rows` converted from the tiles block by block as it is read (checkpoints
+        of large models never hold P twice)."""
         if self.P is None:
             return None
         tiles = self.P.view(np.float16) if self.P.dtype == np.uint16 else self.P
-        return tiles_to_rows(tiles, self.net.n_owned)
+        return tile_rows(tiles, self.net.n_owned)
 
     def update(
         self, r_now: np.ndarray, x_ff: np.ndarray, u_bal: np.ndarray, target_row: np.ndarray
@@ -80,6 +106,8 @@ class Learner:
         net, lr = self.net, self.cfg.learning
         x_ff = np.ascontiguousarray(x_ff, dtype=np.float64)
         target_row = np.ascontiguousarray(target_row, dtype=np.float32)
+        if self.mode == "fast" and self.P is None:
+            raise ConfigError(integer_p_message(self.precision))
         if self.mode == "fast":
             kernel = rls.rls_fast if self.storage == "packed" else rls.rls_fast_full
             return int(

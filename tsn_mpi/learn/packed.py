@@ -20,6 +20,8 @@ import mmap
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
+from tsn_mpi.io.rows import LazyRows, block_rows
+
 TILE_W = 32  # neurons per AoSoA tile (infra notes §3: W=32 reaches ~35 GB/s)
 _HUGE = 1 << 21  # transparent huge page size (x86-64 and most Linux arm64 kernels)
 
@@ -114,20 +116,46 @@ def alloc_tiles(n_tiles: int, length: int, dtype: DTypeLike, w: int = TILE_W) ->
     return buf[start : start + nbytes].view(dtype).reshape(shape)
 
 
-def rows_to_tiles(rows: NDArray, w: int = TILE_W, dtype: DTypeLike | None = None) -> NDArray:
+def rows_to_tiles(rows: NDArray | LazyRows, w: int = TILE_W,
+                  dtype: DTypeLike | None = None) -> NDArray:  # fmt: skip
     """One-neuron-per-row (n_owned, L) -> AoSoA tiles (n_tiles, L, w); padding lanes are zero.
 
+    ``rows`` may be a :class:`~tsn_mpi.io.rows.LazyRows` (e.g. P read from a checkpoint or P0
+    computed on demand): it is consumed in blocks, so only the tiles are ever held in full.
     ``dtype`` defaults to the dtype of ``rows`` (the CPU kernels take float16 tiles or their
     ``np.uint16`` view).  The result comes from :func:`alloc_tiles` (huge pages when large).
     """
-    rows = np.asarray(rows)
+    if not isinstance(rows, LazyRows):
+        rows = np.asarray(rows)
     n_owned, length = rows.shape
     nt = n_tiles(n_owned, w)
     out = alloc_tiles(nt, length, dtype or rows.dtype, w)
-    for t in range(nt):
-        lo, hi = t * w, min((t + 1) * w, n_owned)
-        out[t, :, : hi - lo] = rows[lo:hi].T
+    per = block_rows(length, rows.dtype.itemsize, w)
+    for b0 in range(0, n_owned, per):
+        block = rows[b0 : min(b0 + per, n_owned)]
+        for lo in range(0, block.shape[0], w):
+            hi = min(lo + w, block.shape[0])
+            out[(b0 + lo) // w, :, : hi - lo] = block[lo:hi].T
     return out
+
+
+def tile_rows(tiles: NDArray, n_owned: int) -> LazyRows:
+    """The rows view of AoSoA tiles, converted block by block when sliced (checkpoints)."""
+    nt, length, w = tiles.shape
+    if n_owned > nt * w:
+        raise ValueError(f"{nt} tiles of {w} lanes cannot hold {n_owned} neurons")
+
+    def rows(lo: int, hi: int) -> NDArray:
+        out = np.empty((hi - lo, length), dtype=tiles.dtype)
+        g = lo
+        while g < hi:
+            t, lane = divmod(g, w)
+            take = min(w - lane, hi - g)
+            out[g - lo : g - lo + take] = tiles[t, :, lane : lane + take].T
+            g += take
+        return out
+
+    return LazyRows(n_owned, length, tiles.dtype, rows)
 
 
 def tiles_to_rows(tiles: NDArray, n_owned: int) -> NDArray:

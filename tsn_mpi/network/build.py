@@ -2,7 +2,8 @@
 
 Data flow of ``init``: static lists are generated for the *presynaptic* neurons each rank owns
 (fixed out-degree, spec §9.1) and sent with one Alltoallv per block to the ranks owning the
-postsynaptic neurons, which keep them as incoming CSR sorted by presynaptic id.  Plastic
+postsynaptic neurons, which keep them as incoming CSR sorted by presynaptic id (8 bytes per
+synapse in flight, 4 kept when weights follow the populations).  Plastic
 partners, targets and stimulus are generated directly for the owned postsynaptic neurons.
 Nothing of size O(N × anything) is ever held by one rank.
 """
@@ -13,11 +14,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numba.typed import List
 
 from tsn_mpi.comm.agree import agree
 from tsn_mpi.config import load_plugin
 from tsn_mpi.errors import PluginError, TsnError
-from tsn_mpi.network.csr import counting_order, remap_codes, small_codebook
+from tsn_mpi.network.csr import (
+    counting_order,
+    incoming_from_chunks,
+    population_rule,
+    remap_codes,
+    small_codebook,
+)
 from tsn_mpi.network.stimulus import OnlineOU
 
 STATIC_BLOCK = 8192  # presynaptic neurons generated per Alltoallv round
@@ -31,8 +39,8 @@ class Network:
     owned: range
     st_indptr: np.ndarray          # (n_owned+1,) int64 incoming static CSR
     st_pre: np.ndarray             # (nnz,) int32 presynaptic gids, increasing per post
-    st_code: np.ndarray            # (nnz,) uint8/uint16 index into st_table, or int32 arange
-    st_table: np.ndarray           # (n_codes,) float32 distinct static weights
+    st_code: np.ndarray            # (nnz,) uint8 index into st_table, int32 arange, or empty
+    st_table: np.ndarray           # (n_codes,) float32 distinct static weights, or by population
     pl_pre: np.ndarray             # (n_owned, m) int32 plastic presynaptic gids, -1 = none
     w_in: np.ndarray               # (n_owned, m) float32 plastic weights
     w_ff: np.ndarray               # (n_owned, l_ff) float32 feed-forward plastic weights
@@ -40,6 +48,8 @@ class Network:
     stimulus: Any                  # OnlineOU or (ntasks, n_stim_steps, n_owned) float32
     ff_rates: np.ndarray           # (n_ff_steps, l_ff) float64, same on every rank
     extra: dict[str, Any] = field(default_factory=dict)
+    # True: no per-synapse codes; st_table = weights [E->E, E->I, I->E, I->I] by population
+    st_by_population: bool = False
 
     @property
     def n_owned(self) -> int:
@@ -75,13 +85,24 @@ def _check_array(name: str, arr: Any, shape: tuple[int, ...], key: str) -> np.nd
     return arr
 
 
-def build_static(ctx, comm, part) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Incoming static CSR of the owned neurons: (indptr, pre gids, codes, weight table)."""
+def build_static(ctx, comm, part) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Incoming static CSR of the owned neurons: (indptr, pre gids, codes, weight table,
+    by_population).
+
+    When every weight depends only on the populations of its pre and post neuron (the default
+    plugin), no weight or code is stored per synapse: ``codes`` is empty and ``table`` holds
+    the four weights ``[E->E, E->I, I->E, I->I]`` (``by_population`` True); 4 bytes per
+    synapse instead of 5.  Otherwise codes index a table of the distinct weights (uint8) or,
+    with more than 256 of them, the weights are kept per synapse.
+    """
     key, spec = "network.static_plugin", ctx.cfg.network.static_plugin
     fn = agree(comm, lambda: load_plugin(spec, key, ctx.run_dir))
-    owned, n = ctx.owned, ctx.derived.n_cells
+    owned, n, n_exc = ctx.owned, ctx.derived.n_cells, ctx.derived.n_exc
     n_blocks = int(comm.allreduce_max(np.array([-(-len(owned) // STATIC_BLOCK)]))[0])
     received: list[list[np.ndarray]] = [[] for _ in range(comm.size)]
+    rule = np.zeros(4, np.float32)  # weights by population agreed so far
+    rule_seen = np.zeros(4, bool)
+    by_population = True
     for b in range(n_blocks):
         pres = range(
             min(owned.start + b * STATIC_BLOCK, owned.stop),
@@ -90,25 +111,41 @@ def build_static(ctx, comm, part) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
         # agreed: a plugin failing on one rank must not leave the others in the Alltoallv
         indptr, post, w = agree(comm, lambda pres=pres: _static_block(fn, ctx, pres, key, n))
         pre_ids = np.repeat(np.arange(pres.start, pres.stop, dtype=np.int32), np.diff(indptr))
+        ok, table, seen = population_rule(pre_ids, post, w, n_exc)
+        # every rank's block must follow one common rule, consistent with earlier blocks
+        for r_ok, r_table, r_seen in comm.allgather_obj((bool(ok), table, seen)):
+            both = rule_seen & r_seen
+            ok_r = r_ok and bool(np.all(rule[both] == r_table[both]))
+            rule = np.where(rule_seen, rule, r_table).astype(np.float32)
+            rule_seen = rule_seen | r_seen
+            by_population = by_population and ok_r
+        block_rule = by_population
         dest = part.owner_of(post) if comm.size > 1 else np.zeros(post.size, np.int64)
         order, dptr = counting_order(dest, comm.size)
-        send = np.empty((post.size, 3), dtype=np.int32)
+        send = np.empty((post.size, 2 if block_rule else 3), dtype=np.int32)
         send[:, 0] = pre_ids[order]
         send[:, 1] = post[order]
-        send[:, 2] = w[order].view(np.int32)
+        if not block_rule:
+            send[:, 2] = w[order].view(np.int32)
+        del pre_ids, post, w, order
         recv, rcounts = comm.alltoallv(send, np.diff(dptr))
         offs = np.concatenate(([0], np.cumsum(rcounts)))
         for r in range(comm.size):
             received[r].append(recv[offs[r] : offs[r + 1]])
         del send, recv
-    allrows = np.concatenate([c for per_rank in received for c in per_rank]) if n_blocks else (
-        np.zeros((0, 3), np.int32))
+    chunks = List()
+    for per_rank in received:  # rank-major = increasing presynaptic id
+        for c in per_rank:
+            chunks.append(np.ascontiguousarray(c))
+    if len(chunks) == 0:
+        chunks.append(np.zeros((0, 2), np.int32))
     del received
-    post_lid = (allrows[:, 1] - owned.start).astype(np.int64)
-    order, indptr = counting_order(post_lid, len(owned))
-    pre = np.ascontiguousarray(allrows[order, 0])
-    w = np.ascontiguousarray(allrows[order, 2]).view(np.float32)
-    del allrows, order, post_lid
+    indptr, pre, wbits = incoming_from_chunks(chunks, owned.start, len(owned), n_exc,
+                                              rule.view(np.int32))  # fmt: skip
+    del chunks
+    if by_population:
+        return indptr, pre, np.zeros(0, np.uint8), rule, True
+    w = wbits.view(np.float32)
     codes, table, ok = small_codebook(w, 256)
     ok_all = bool(comm.allreduce_max(np.array([0 if ok else 1]))[0] == 0)
     if ok_all:
@@ -116,9 +153,9 @@ def build_static(ctx, comm, part) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
         gtable = np.unique(np.concatenate(tables)).astype(np.float32)
         if gtable.size <= 256:
             mapping = np.searchsorted(gtable, table).astype(np.int64)
-            return indptr, pre, remap_codes(codes, mapping), gtable
+            return indptr, pre, remap_codes(codes, mapping), gtable, False
     # many distinct weights: store them directly (code = position)
-    return indptr, pre, np.arange(w.size, dtype=np.int32), w.copy()
+    return indptr, pre, np.arange(w.size, dtype=np.int32), w.copy(), False
 
 
 def _static_block(fn, ctx, pres: range, key: str, n: int):

@@ -153,16 +153,21 @@ def make_simulator(run: Run, net, cell):
     if use_gpu(run):
         from tsn_mpi.backends.gpu import GpuSimulator
 
-        return GpuSimulator(run.cfg, run.d, net, cell, run.comm, tau_plas(run), noise_sigma(run))
-    from tsn_mpi.simulate.simulator import Simulator
+        sim = GpuSimulator(run.cfg, run.d, net, cell, run.comm, tau_plas(run), noise_sigma(run))
+    else:
+        from tsn_mpi.simulate.simulator import Simulator
 
-    sim = Simulator(run.cfg, run.d, net, cell, run.comm, tau_plas(run), noise_sigma(run))
-    # the time loop reads the outgoing copy it built; the incoming lists (5 bytes per synapse)
-    # are not needed any more in train or test
-    net.st_indptr = net.st_indptr[:1]
+        sim = Simulator(run.cfg, run.d, net, cell, run.comm, tau_plas(run), noise_sigma(run))
+    release_incoming(net)
+    return sim
+
+
+def release_incoming(net) -> None:
+    """Drop the incoming static lists (4-5 bytes per synapse) once the time loop has built its
+    outgoing copy: train and test never read them again."""
+    net.st_indptr = net.st_indptr[:1].copy()
     net.st_pre = net.st_pre[:0].copy()
     net.st_code = net.st_code[:0].copy()
-    return sim
 
 
 def make_learner(run: Run, net, **state):
@@ -171,8 +176,11 @@ def make_learner(run: Run, net, **state):
         from tsn_mpi.backends.gpu import GpuLearner
 
         return GpuLearner(run.cfg, run.d, net, **state)
-    from tsn_mpi.learn.learner import Learner
+    from tsn_mpi.learn.learner import INTEGER_PRECISIONS, Learner, integer_p_message
 
+    lr = run.cfg.learning
+    if lr.mode == "fast" and lr.p_precision in INTEGER_PRECISIONS:
+        raise ConfigError(integer_p_message(lr.p_precision))
     return Learner(run.cfg, run.d, net, **state)
 
 

@@ -26,7 +26,14 @@ from tsn_mpi.network.build import (
     build_targets,
 )
 from tsn_mpi.network.stimulus import OnlineOU
-from tsn_mpi.phases.common import NETWORK_NAME, build_cell, noise_sigma, open_run, tau_plas
+from tsn_mpi.phases.common import (
+    NETWORK_NAME,
+    build_cell,
+    noise_sigma,
+    open_run,
+    release_incoming,
+    tau_plas,
+)
 from tsn_mpi.phases.train import checkpoint_attrs, checkpoint_payload
 from tsn_mpi.simulate.simulator import Simulator
 
@@ -39,7 +46,7 @@ def run_init(run_dir: str | Path, itasks: list[int] | None = None, comm: Comm | 
     t0 = time.perf_counter()
     itasks = list(range(d.ntasks)) if itasks is None else list(itasks)
     ctx = run.ctx({"itasks": itasks})
-    st_indptr, st_pre, st_code, st_table = build_static(ctx, comm, run.part)
+    st_indptr, st_pre, st_code, st_table, by_pop = build_static(ctx, comm, run.part)
     run.out.info(f"static connectivity: {time.perf_counter() - t0:.1f} s")
     n = len(owned)
     empty = Network(
@@ -47,6 +54,7 @@ def run_init(run_dir: str | Path, itasks: list[int] | None = None, comm: Comm | 
         np.zeros((n, 0), np.int32), np.zeros((n, 0), np.float32),
         np.zeros((n, d.l_ff), np.float32), np.zeros((1, d.n_learn, n), np.float32),
         OnlineOU(0.0, 1.0, 0.0), np.zeros((d.n_steps - d.stim_off_step, d.l_ff)),
+        st_by_population=by_pop,
     )
 
     def setup():  # plugins and files: a failure on any rank stops every rank cleanly
@@ -81,13 +89,17 @@ def run_init(run_dir: str | Path, itasks: list[int] | None = None, comm: Comm | 
         return Network(
             d.n_cells, owned, st_indptr, st_pre, st_code, st_table, pl_pre, w_in, w_ff,
             build_targets(ctx), build_stimulus(ctx), build_ff_rates(ctx),
+            st_by_population=by_pop,
         )
 
     net = agree(comm, build)
     write_network(run.run_dir / NETWORK_NAME, net, init, cfg, d, comm)
+    nnz = int(comm.allreduce_sum(np.array([st_pre.size], np.int64))[0])
+    # the static lists are on disk; free them (and the init trial's copy) before P exists
+    sim = empty = st_pre = st_code = None
+    release_incoming(net)
     learner = Learner(cfg, d, net)
     rows, globs = checkpoint_payload(net, learner, cell, curve=None)
-    nnz = int(comm.allreduce_sum(np.array([st_pre.size], np.int64))[0])
     write_checkpoint(
         checkpoint_dir(run.run_dir) / checkpoint_name(0), comm, owned, d.n_cells,
         checkpoint_attrs(cfg, d, learner, nnz, loop=0, kind=""), rows, globs,

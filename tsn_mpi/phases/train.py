@@ -44,9 +44,9 @@ from tsn_mpi.phases.common import (
 
 CURVE_FIELDS = ("loop", "task", "elapsed_s", "firing_rate_hz", "correlation", "n_nan")
 # rank 0's time split of each loop: compiled time loop (neuron update + delivery, incl. the
-# exchange), the per-step allgather alone (MPI), RLS, waiting at chunk-boundary agreements
-# (load imbalance), checkpoint and learning-curve writes
-TIMING_FIELDS = ("sim_s", "exchange_s", "rls_s", "sync_s", "io_s")
+# exchange), within it the per-step allgather and the spike delivery (MPI only, else 0), RLS,
+# waiting at chunk-boundary agreements (load imbalance), checkpoint and learning-curve writes
+TIMING_FIELDS = ("sim_s", "exchange_s", "deliver_s", "rls_s", "sync_s", "io_s")
 
 
 class LearningCurve:
@@ -92,7 +92,8 @@ def checkpoint_attrs(cfg, d, learner: Learner, static_nnz: int, loop: int, kind:
 
 def checkpoint_payload(net, learner: Learner, cell, curve: LearningCurve | None):
     rows = {"w_in": net.w_in, "w_ff": net.w_ff}
-    p = learner.p_rows()
+    lazy = getattr(learner, "p_rows_lazy", None)  # the GPU learner copies P to the host
+    p = lazy() if lazy is not None else learner.p_rows()
     if p is not None:
         rows["P"] = p
     if cell.state.shape[1]:
@@ -152,7 +153,7 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
               "n_rls": d.n_rls, "static_nnz": nnz}
 
     def setup():
-        attrs, rows, globs = read_checkpoint(ck.path, owned, expect)
+        attrs, rows, globs = read_checkpoint(ck.path, owned, expect, lazy=("P",))
         net.w_in = np.ascontiguousarray(rows["w_in"], dtype=np.float32)
         net.w_ff = np.ascontiguousarray(rows["w_ff"], dtype=np.float32)
         cell = build_cell(run.ctx(init))
@@ -164,10 +165,11 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
                 f"{ck.path}: P stored as {attrs.get('mode')}/{attrs.get('p_storage')}, config "
                 f"asks for fast/{cfg.learning.p_storage}"
             )
+        # the simulator first: it releases the incoming static lists before P is allocated
+        sim = make_simulator(run, net, cell)
         learner = make_learner(run, net, p_rows=rows.pop("P", None),
                                history=globs.get("history"),
                                hist_count=int(attrs.get("hist_count", 0)))
-        sim = make_simulator(run, net, cell)
         return attrs, rows, globs, cell, learner, sim, choose_task(run)
 
     attrs, rows, globs, cell, learner, sim, chooser = agree(comm, setup)
@@ -198,10 +200,12 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
                 learn_seq = int(attrs["trial_learn_seq"])
                 prior = float(attrs.get("trial_elapsed", 0.0))
             timing = dict.fromkeys(TIMING_FIELDS, 0.0)
-            ex0 = float(sim.exchange_s[0])
+            ex0, dl0 = float(sim.exchange_s[0]), float(sim.exchange_s[-1])
             stop_step = _run_loop(run, sim, learner, net, task, start_step, learn_seq, sigs,
                                   loop, timing)
             timing["exchange_s"] = float(sim.exchange_s[0]) - ex0
+            if sim.exchange_s.size > 1:
+                timing["deliver_s"] = float(sim.exchange_s[-1]) - dl0
             if stop_step is not None:
                 _write_interrupt(run, sim, learner, net, cell, curve, nnz, loop, stop_step,
                                  prior + time.perf_counter() - t0, trial_state)

@@ -119,7 +119,7 @@ def _neuron_phase(ti, mode, task, groups):  # pragma: no cover - jitted
         noise_rng,
     ) = neuron
     model_id, params, cstate, lif_th, lif_invtau, lif_vre = cell  # lif_invtau = dt/tau_mem
-    st_indptr, st_post, st_code, st_table = static_out
+    st_indptr, st_post, st_code, st_table, st_pop = static_out
     pl_indptr, pl_post, pl_slot, w_in = plastic_out
     r_val, r_step, a_pre, inc_pre, pending, n_pending = traces
     r_ff, spk_ff, rate_ff, w_ff, ff_rng, inv_tau_ff = ff
@@ -293,7 +293,7 @@ def _delivery_phase(ti, mode, task, groups, src, stride):  # pragma: no cover - 
     )
     dt, stim_off_step = consts[0], consts[5]
     in_e, in_i, in_p = neuron[5], neuron[6], neuron[7]
-    st_indptr, st_post, st_code, st_table = static_out
+    st_indptr, st_post, st_code, st_table, st_pop = static_out
     pl_indptr, pl_post, pl_slot, w_in = plastic_out
     pending, n_pending = traces[4], traces[5]
     r_ff, spk_ff, rate_ff, w_ff, ff_rng, inv_tau_ff = ff
@@ -301,6 +301,8 @@ def _delivery_phase(ti, mode, task, groups, src, stride):  # pragma: no cover - 
     n = in_e.size
     n_ff = r_ff.size
     has_static = st_post.size > 0
+    by_pop = st_pop[0] != 0
+    n_exc, n_exc_local = st_pop[1], st_pop[2]
     plastic_on = mode != MODE_INIT
     training = mode == MODE_TRAIN or mode == MODE_TRAIN_TEST
     if True:
@@ -310,7 +312,18 @@ def _delivery_phase(ti, mode, task, groups, src, stride):  # pragma: no cover - 
             base = rr * stride
             for k in range(src[base]):
                 j = src[base + 1 + k]
-                if has_static:
+                if has_static and by_pop:
+                    # weights by population: posts are sorted, excitatory (local id <
+                    # n_exc_local) first, so the weight changes once along the list
+                    pop = 2 if j >= n_exc else 0
+                    for e in range(st_indptr[j], st_indptr[j + 1]):
+                        post = st_post[e]
+                        w = st_table[pop + (0 if post < n_exc_local else 1)]
+                        if w > 0:
+                            in_e[post] += w
+                        elif w < 0:
+                            in_i[post] += w
+                elif has_static:
                     for e in range(st_indptr[j], st_indptr[j + 1]):
                         w = st_table[st_code[e]]
                         if w > 0:
@@ -379,13 +392,21 @@ def run_steps_serial(t_first, t_last, mode, task, groups):  # pragma: no cover -
     return 0
 
 
-def make_run_steps(exchange, cell_step=None):
+@njit(cache=True)
+def _no_clock():  # pragma: no cover - jitted
+    return 0.0
+
+
+def make_run_steps(exchange, cell_step=None, clock=None):
     """An entry point for a given exchange (e.g. numba-mpi) and user cell step (None: built-in).
 
+    ``clock``: a jitted wall clock (e.g. numba-mpi's wtime); when given, the seconds spent
+    delivering spikes are added to ``timer[1]`` (the exchange adds its own to ``timer[0]``).
     Compiled on first call in each process (not cached: MPI handles are process-specific);
     the phases it calls are cached, so this costs about a second.
     """
     neuron_phase = _neuron_phase if cell_step is None else _rebind_cell_step(cell_step)
+    now = _no_clock if clock is None else clock
 
     @njit
     def run_steps(t_first, t_last, mode, task, groups):  # pragma: no cover - jitted
@@ -400,11 +421,14 @@ def make_run_steps(exchange, cell_step=None):
             max_count, send2, recv2 = _exchange_overflow(
                 send, recv, local_spk, nsp, gid0, cap, n_ranks, overflow
             )
+            t0 = now()
             if max_count > cap:
                 exchange(send2, recv2, max_count + 1, overflow_t)
+                t0 = now()
                 _delivery_phase(ti, mode, task, groups, recv2, max_count + 1)
             else:
                 _delivery_phase(ti, mode, task, groups, recv, cap + 1)
+            overflow_t[1] += now() - t0
         return 0
 
     return run_steps
