@@ -60,3 +60,25 @@ def test_default_network_spontaneous_rates():
     assert rate_i > rate_e
     assert res.uavg.shape == (n,) and np.all(np.isfinite(res.uavg))
     assert res.u0_std.shape == (d.u0_ncells,) and 0.1 < res.u0_std.mean() < 2.0
+
+
+def test_exchange_buffer_is_sized_by_the_largest_rank():
+    """MPI_Allgather needs the same count on every rank: a work-balanced partition gives ranks
+    different neuron counts, so the buffer follows the largest one (agreed by allreduce)."""
+    from tsn_mpi.simulate.simulator import exchange_capacity
+
+    class TwoRankView(SerialComm):
+        size = 2
+
+        def allreduce_max(self, x):
+            return np.maximum(x, 12_000)
+
+    cfg, d, ctx, st, by_pop = _default()
+    n = d.n_cells
+    net = Network(n, range(n), *st, np.zeros((n, 0), np.int32), np.zeros((n, 0), np.float32),
+                  np.zeros((n, 0), np.float32), np.zeros((1, d.n_learn, n), np.float32),
+                  OnlineOU(0, 1, 0), np.zeros((d.n_steps - d.stim_off_step, 0)),
+                  st_by_population=by_pop)  # fmt: skip
+    sim = Simulator(cfg, d, net, lif(ctx), TwoRankView(), cfg.neuron.tau_plas, 0.0)
+    assert sim.cap[0] == exchange_capacity(12_000, cfg.simulation.dt) > exchange_capacity(n, 0.1)
+    assert sim.recv.size == (sim.cap[0] + 1) * 2

@@ -63,29 +63,14 @@ def remap_codes(codes, mapping):  # pragma: no cover - jitted
     return out
 
 
-@njit(cache=True)
-def invert_incoming(in_indptr, in_pre, n_cells):  # pragma: no cover - jitted
+def invert_incoming(in_indptr, in_pre, n_cells):
     """Outgoing map from incoming CSR: for each global pre, the (local post, position) pairs.
 
     Returns (out_indptr (n_cells+1,), out_post int32, out_pos int64 index into in_pre), ordered
     by pre, then by local post.
     """
-    nnz = in_pre.size
-    out_indptr = np.zeros(n_cells + 1, dtype=np.int64)
-    for e in range(nnz):
-        out_indptr[in_pre[e] + 1] += 1
-    for j in range(n_cells):
-        out_indptr[j + 1] += out_indptr[j]
-    fill = out_indptr[:-1].copy()
-    out_post = np.empty(nnz, dtype=np.int32)
-    out_pos = np.empty(nnz, dtype=np.int64)
-    for post in range(in_indptr.size - 1):
-        for e in range(in_indptr[post], in_indptr[post + 1]):
-            j = in_pre[e]
-            out_post[fill[j]] = post
-            out_pos[fill[j]] = e
-            fill[j] += 1
-    return out_indptr, out_post, out_pos
+    positions = np.arange(in_pre.size, dtype=np.int64)
+    return invert_incoming_codes(in_indptr, in_pre, positions, n_cells)
 
 
 @njit(cache=True)

@@ -45,6 +45,12 @@ class TrialResult:
     u0_std: np.ndarray | None       # init: std of u for owned neurons with gid < u0_ncells
 
 
+def exchange_capacity(n_owned: int, dt: float) -> int:
+    """Spike ids per rank and step the fixed allgather buffer holds: 4x the spikes of
+    ``n_owned`` neurons at 20 Hz (overflow falls back to a second allgather)."""
+    return max(64, int(4 * n_owned * 20.0 * dt / 1000.0) + 16)
+
+
 class Simulator:
     """The time loop of the owned neurons, for any mode (init, train, train_test, test)."""
 
@@ -131,11 +137,14 @@ class Simulator:
         self.uavg = np.zeros(n, np.float64)
         self.u0_sum = np.zeros(n, np.float64)
         self.u0_sumsq = np.zeros(n, np.float64)
-        # spike exchange buffers: fixed capacity, grown after an overflow
+        # spike exchange buffers: fixed capacity (the same on every rank: MPI_Allgather needs
+        # equal counts, and a work-balanced partition gives ranks different n), grown after
+        # an overflow
         if comm.size == 1:
             cap = max(n, 1)
         else:
-            cap = max(64, int(4 * n * 20.0 * dt / 1000.0) + 16)
+            n_max = int(comm.allreduce_max(np.array([n], np.int64))[0])
+            cap = exchange_capacity(n_max, dt)
         self._alloc_exchange(cap)
         self.local_spk = np.zeros(max(n, 1), np.int32)
         self.overflow = np.zeros(2, np.int64)
