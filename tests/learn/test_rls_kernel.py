@@ -316,14 +316,50 @@ def test_small_woodbury_equals_direct(n_ff, hist_len):
     _, _, k_ref = rls_small_reference(pre, w, r, x_ff, prob["w_ff"], prob["u_bal"],
                                       prob["target"], hist, hist_len, 0.8, 1.3, 0.05, False,
                                       False)  # fmt: skip
+    rows, scales = np.arange(hist_len, dtype=np.int64), np.ones(hist_len)
     for lid in range(pre.shape[0]):
         rls._small_gather(lid, pre, w, r, x_ff, x, grp)
-        args = (lid, pre, hist, hist_len, 0.8, 1.3, 0.05, x, grp)
+        args = (lid, pre, hist, rows, scales, 0.8, 1.3, 0.05, x, grp)
         assert rls._small_gain_woodbury(*args, k_w, G, M, S)
         assert rls._small_gain_direct(*args, k_d, A, g)
         np.testing.assert_allclose(k_w, k_d, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(k_w, k_ref[lid], rtol=1e-12, atol=1e-14)
         assert not k_w[n_ff:][pre[lid] < 0].any()
+
+
+@pytest.mark.parametrize("n_ff", [0, 3])
+@pytest.mark.parametrize("H", [4, 12])
+def test_small_mean_row_matches_reference(n_ff, H):
+    """With the running-mean row, A gains T gbar gbar^T: the same as the reference fed the
+    window plus sqrt(T) * mean as one more history row; both solvers (H = 12 >= n is dense)."""
+    prob = make_problem(n_owned=37, m=8, n_ff=n_ff, seed=70 + n_ff)
+    pre, rng = prob["pre"], prob["rng"]
+    hist = np.zeros((H + 1, n_ff + N_GLOBAL))
+    pushed = []
+    count = 0
+    w, w_ff = prob["w"].copy(), prob["w_ff"].copy()
+    bad = np.zeros(pre.shape[0], np.uint8)
+    for step in range(H + 3):
+        r, x_ff = traces(rng, n_ff)
+        hl = min(count, H)
+        ext = np.vstack([hist[:hl], np.sqrt(count) * hist[H : H + 1]])
+        w_ref, wff_ref, _ = rls_small_reference(
+            pre, w, r, x_ff, w_ff, prob["u_bal"], prob["target"], ext, hl + (count > 0),
+            0.8, 1.3, 0.01, False, True,
+        )  # fmt: skip
+        nb = rls.rls_small(pre, w, r, x_ff, w_ff, prob["u_bal"], prob["target"], hist, hl,
+                           0.8, 1.3, 0.01, False, True, bad, mean_row=H,
+                           mean_weight=count)  # fmt: skip
+        assert nb == 0
+        np.testing.assert_allclose(w, w_ref, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(w_ff, wff_ref, rtol=1e-5, atol=1e-5)
+        count = rls.push_history(hist, x_ff, r, count, mean=True)
+        pushed.append(np.concatenate([x_ff, r]))
+        np.testing.assert_allclose(hist[H], np.mean(pushed, axis=0), rtol=1e-12, atol=1e-15)
+        np.testing.assert_array_equal(hist[step % H], pushed[-1])
+    with pytest.raises(ValueError):
+        rls.rls_small(pre, w, r, x_ff, w_ff, prob["u_bal"], prob["target"], hist, H, 0.8, 1.3,
+                      0.01, False, True, bad, mean_row=H - 1, mean_weight=1.0)  # fmt: skip
 
 
 def test_small_benchmark_mode_and_bad():

@@ -205,6 +205,9 @@ KEYS: list[Key] = [
       "PCompute"),
     K("learning", "history", 100.0, float, "Small mode: time span of trace history kept.",
       positive, "PHistory", "ms"),
+    K("learning", "history_mean", True, bool, "Small mode: also keep the running mean of all "
+      "past traces, weighted by their number (the mean part of fast mode's P), which keeps "
+      "learning stable; false = the reference's window only (spec §4.5).", None),
     K("learning", "p_storage", "packed", str, "P layout: 'packed' upper triangle "
       "(n(n+1)/2 values) or 'full' (n*n).", one_of("packed", "full"), "PType"),
     K("learning", "p_precision", "float32", str, "Storage precision of P (arithmetic is float32 "

@@ -25,6 +25,23 @@ def integer_p_message(precision: str) -> str:
             "(run.backend = 'gpu'); the CPU backend stores P as float64, float32 or float16")
 
 
+def small_history(
+    window: int, width: int, mean: bool, history: np.ndarray | None = None
+) -> np.ndarray:
+    """Small mode's trace history (float64): ``window`` rows of [x_ff; r], then, if ``mean``,
+    the running mean of every trace vector seen (see ``rls.push_history``); zeros, or a copy
+    of ``history`` from a checkpoint, whose shape must match."""
+    shape = (window + int(mean), width)
+    if history is None:
+        return np.zeros(shape, np.float64)
+    if np.shape(history) != shape:
+        raise ValueError(
+            f"checkpointed small-mode history has shape {np.shape(history)}, expected {shape} "
+            "(learning.history / learning.history_mean changed?)"
+        )
+    return np.array(history, dtype=np.float64, order="C")
+
+
 class Learner:
     """RLS state of the owned neurons (spec §4) and the update at each learning step."""
 
@@ -61,12 +78,8 @@ class Learner:
             self.hist_count = 0
         else:
             self.P = None
-            h = d.history
-            self.hist = (
-                np.zeros((h, d.l_ff + d.n_cells), np.float64)
-                if history is None
-                else (np.ascontiguousarray(history, dtype=np.float64))
-            )
+            self.hist_mean = bool(lr.history_mean)
+            self.hist = small_history(d.history, d.l_ff + d.n_cells, self.hist_mean, history)
             self.hist_count = int(hist_count)
 
     def _initial_rows(self) -> LazyRows:
@@ -125,6 +138,7 @@ class Learner:
                     self.bad,
                 )
             )
+        window = self.hist.shape[0] - self.hist_mean  # the last row is the running mean
         nbad = rls.rls_small(
             net.pl_pre,
             net.w_in,
@@ -134,15 +148,19 @@ class Learner:
             u_bal,
             target_row,
             self.hist,
-            min(self.hist_count, self.hist.shape[0]),
+            min(self.hist_count, window),
             lr.penlambda,
             lr.penlam_ff,
             lr.penmu,
             self.textbook,
             self.apply,
             self.bad,
+            mean_row=window if self.hist_mean else -1,
+            mean_weight=float(self.hist_count) if self.hist_mean else 0.0,
         )
-        self.hist_count = rls.push_history(self.hist, x_ff, r_now, self.hist_count)
+        self.hist_count = rls.push_history(
+            self.hist, x_ff, r_now, self.hist_count, mean=self.hist_mean
+        )
         return int(nbad)
 
     def bad_lids(self) -> np.ndarray:

@@ -733,21 +733,39 @@ def rls_fast_full(
 
 
 def push_history(
-    hist: NDArray[np.float64], x_ff: NDArray[np.float64], r: NDArray[np.float64], count: int
+    hist: NDArray[np.float64],
+    x_ff: NDArray[np.float64],
+    r: NDArray[np.float64],
+    count: int,
+    mean: bool = False,
 ) -> int:
-    """Store the trace vector [x_ff; r] in row ``count % H`` of hist (H, LX + N); return count+1.
+    """Store the trace vector [x_ff; r] in the circular window of hist; return count + 1.
 
-    The number of valid history rows for :func:`rls_small` is then ``min(count + 1, H)``.
+    Without ``mean`` the window is all H rows of hist (H, LX + N) and the vector goes to row
+    ``count % H``; the number of valid rows for :func:`rls_small` is then ``min(count + 1, H)``.
+    With ``mean`` the window is the first H - 1 rows and the last row holds the running mean of
+    all ``count + 1`` vectors pushed so far (``rls_small(..., mean_row=H - 1,
+    mean_weight=count + 1)`` at the next step).
     """
     n_ff = x_ff.shape[0]
-    if hist.ndim != 2 or hist.shape[1] != n_ff + r.shape[0]:
+    if hist.ndim != 2 or hist.shape[1] != n_ff + r.shape[0] or hist.shape[0] < 1 + mean:
         raise ValueError(
             f"hist has shape {hist.shape}, rows must hold LX + N = {n_ff + r.shape[0]} values"
         )
-    slot = count % hist.shape[0]
+    window = hist.shape[0] - mean
+    slot = count % window
     hist[slot, :n_ff] = x_ff
     hist[slot, n_ff:] = r
+    if mean:
+        _running_mean(hist[-1], hist[slot], count + 1)
     return count + 1
+
+
+@njit(cache=True)
+def _running_mean(mean: NDArray[np.float64], x: NDArray[np.float64], count: int) -> None:
+    """mean += (x - mean) / count, in place (the mean of count vectors, x the last)."""
+    for a in range(mean.shape[0]):
+        mean[a] += (x[a] - mean[a]) / count
 
 
 @njit(cache=True)
@@ -787,7 +805,9 @@ def _scaled_dots(G, c1, c2, c3, a0, a1, sc):
 
 
 @njit(cache=True)
-def _small_gain_woodbury(lid, pre, hist, hist_len, penlambda, penlam_ff, penmu, x, grp, k, G, M, S):
+def _small_gain_woodbury(
+    lid, pre, hist, rows, scales, penlambda, penlam_ff, penmu, x, grp, k, G, M, S
+):
     """k = A^-1 x with A = Pinv + sum_h g_h g_h^T by the Woodbury identity; False if S is not PD.
 
     P0 = Pinv^-1 is known in closed form (spec §4.2): per sign group s of size n_s,
@@ -795,6 +815,7 @@ def _small_gain_woodbury(lid, pre, hist, hist_len, penlambda, penlam_ff, penmu, 
     slots.  With the history rows g_h as the rows of G_h (hl x n),
     ``A^-1 x = P0 (x - G_h^T c)`` where ``S c = G_h P0 x`` and ``S = I + G_h P0 G_h^T``:
     O(hl^2 n) instead of O(hl n^2 + n^3/6) for building and factorising A.
+    History row h is ``scales[h] * hist[rows[h]]`` gathered (hl = len(rows)).
     Scratch: G (hl + 1, n) holds x in row 0 and g_h in row 1 + h; M (hl + 1, hl + 1) gets
     ``G P0 G^T`` (lower triangle) as the scaled Gram matrix of G minus the rank-2 term of the
     row sums over each sign group, kept in S (3, hl + 1) (row 0: no group, unused).
@@ -802,6 +823,7 @@ def _small_gain_woodbury(lid, pre, hist, hist_len, penlambda, penlam_ff, penmu, 
     m = pre.shape[1]
     n = x.shape[0]
     n_ff = n - m
+    hist_len = rows.shape[0]
     q = hist_len + 1
     for s in range(3):
         for c in range(q):
@@ -809,7 +831,7 @@ def _small_gain_woodbury(lid, pre, hist, hist_len, penlambda, penlam_ff, penmu, 
     for a in range(n_ff):
         G[0, a] = x[a]
         for h in range(hist_len):
-            G[1 + h, a] = hist[h, a]
+            G[1 + h, a] = scales[h] * hist[rows[h], a]
     size_pos = 0
     size_neg = 0
     for j in range(m):
@@ -822,7 +844,7 @@ def _small_gain_woodbury(lid, pre, hist, hist_len, penlambda, penlam_ff, penmu, 
         S[s, 0] += x[a]
         if gid >= 0:
             for h in range(hist_len):
-                val = hist[h, n_ff + gid]
+                val = scales[h] * hist[rows[h], n_ff + gid]
                 G[1 + h, a] = val
                 S[s, 1 + h] += val
         else:
@@ -895,7 +917,7 @@ def _small_gain_woodbury(lid, pre, hist, hist_len, penlambda, penlam_ff, penmu, 
 
 
 @njit(cache=True)
-def _small_gain_direct(lid, pre, hist, hist_len, penlambda, penlam_ff, penmu, x, grp, k, A, g):
+def _small_gain_direct(lid, pre, hist, rows, scales, penlambda, penlam_ff, penmu, x, grp, k, A, g):
     """k = A^-1 x with A = Pinv + sum_h g_h g_h^T built densely and factorised by Cholesky.
 
     Used when the history is at least as long as n (then cheaper than Woodbury).  Padding
@@ -918,12 +940,13 @@ def _small_gain_direct(lid, pre, hist, hist_len, penlambda, penlam_ff, penmu, x,
         for jb in range(ja + 1):
             if grp[ja] != 0 and grp[ja] == grp[jb]:
                 A[a, n_ff + jb] += penmu
-    for h in range(hist_len):
+    for h in range(rows.shape[0]):
+        sc = scales[h]
         for a in range(n_ff):
-            g[a] = hist[h, a]
+            g[a] = sc * hist[rows[h], a]
         for j in range(m):
             gid = pre[lid, j]
-            g[n_ff + j] = hist[h, n_ff + gid] if gid >= 0 else 0.0
+            g[n_ff + j] = sc * hist[rows[h], n_ff + gid] if gid >= 0 else 0.0
         for a in range(n):
             ga = g[a]
             for b in range(a + 1):
@@ -989,7 +1012,7 @@ def _small_apply(lid, pre, w, x_ff, w_ff, u_bal, target, textbook, apply, x, k):
 
 
 def use_woodbury(hist_len: int, n: int) -> bool:
-    """Whether small mode solves by Woodbury (history shorter than n) or by a dense Cholesky."""
+    """Whether small mode solves by Woodbury (fewer history terms than n) or a dense Cholesky."""
     return hist_len < n
 
 
@@ -1004,7 +1027,8 @@ def _small_block(
     u_bal,
     target,
     hist,
-    hist_len,
+    rows,
+    scales,
     penlambda,
     penlam_ff,
     penmu,
@@ -1015,6 +1039,7 @@ def _small_block(
     """Small-mode step of neurons blk*W .. blk*W + W - 1, sharing one set of scratch arrays."""
     n_owned, m = pre.shape
     n = x_ff.shape[0] + m
+    hist_len = rows.shape[0]
     woodbury = hist_len < n  # keep in step with use_woodbury
     x = np.empty(n)
     k = np.empty(n)
@@ -1030,11 +1055,11 @@ def _small_block(
         _small_gather(lid, pre, w, r, x_ff, x, grp)
         if woodbury:
             ok = _small_gain_woodbury(
-                lid, pre, hist, hist_len, penlambda, penlam_ff, penmu, x, grp, k, G, M, S
+                lid, pre, hist, rows, scales, penlambda, penlam_ff, penmu, x, grp, k, G, M, S
             )
         else:
             ok = _small_gain_direct(
-                lid, pre, hist, hist_len, penlambda, penlam_ff, penmu, x, grp, k, A, g
+                lid, pre, hist, rows, scales, penlambda, penlam_ff, penmu, x, grp, k, A, g
             )
         if ok:
             ok = _small_apply(lid, pre, w, x_ff, w_ff, u_bal, target, textbook, apply, x, k)
@@ -1051,7 +1076,8 @@ def small_kernel(
     u_bal: NDArray[np.float32],
     target: NDArray[np.float32],
     hist: NDArray[np.float64],
-    hist_len: int,
+    rows: NDArray[np.int64],
+    scales: NDArray[np.float64],
     penlambda: float,
     penlam_ff: float,
     penmu: float,
@@ -1059,7 +1085,10 @@ def small_kernel(
     apply: bool,
     bad: NDArray[np.uint8],
 ) -> int:
-    """Compiled small-mode step, blocks of TILE_W neurons in parallel; no checks (rls_small)."""
+    """Compiled small-mode step, blocks of TILE_W neurons in parallel; no checks (rls_small).
+
+    The history terms are ``scales[h] * hist[rows[h]]`` for h < len(rows).
+    """
     for blk in prange((pre.shape[0] + W - 1) // W):  # cast the unsigned prange index (see fast)
         _small_block(
             np.int64(blk),
@@ -1071,7 +1100,8 @@ def small_kernel(
             u_bal,
             target,
             hist,
-            hist_len,
+            rows,
+            scales,
             penlambda,
             penlam_ff,
             penmu,
@@ -1101,19 +1131,24 @@ def rls_small(
     textbook: bool,
     apply: bool,
     bad: NDArray[np.uint8],
+    mean_row: int = -1,
+    mean_weight: float = 0.0,
 ) -> int:
     """One small-mode RLS step (spec §4.5): no stored P, k = A^-1 x solved per neuron in float64.
 
     A = Pinv from the *current* weight signs (as ``initial_p_rows``, not inverted) plus
     ``sum_h g g^T`` over history rows ``h < hist_len`` of hist (H, LX + N), each laid out
     [x_ff; r], with ``g = [h[:LX]; h[LX + pre]]`` (the reference forgot the ``+LX``).
-    With ``hist_len < n`` (the usual case: H = 10, n = 58 in the default model) k comes from
-    the Woodbury identity around the closed-form ``Pinv^-1`` (an hl x hl Cholesky, O(hl^2 n)
-    per neuron); otherwise A is built densely and factorised by Cholesky (O(hl n^2 + n^3/6)).
-    Both agree to float64 rounding.  Padding slots are decoupled (k = 0 there).  Error
-    and weight update as :func:`rls_fast` (a-priori ``e*k``, or ``e*den*k`` if textbook).
-    Other arguments as :func:`rls_fast`; a neuron whose A is not positive definite or whose k,
-    error or new weights are not finite is flagged in ``bad`` and left untouched.
+    With ``mean_weight`` T > 0, A also gets ``T gbar gbar^T`` with gbar gathered from row
+    ``mean_row`` of hist: the running mean of all T past trace vectors, i.e. the mean part of
+    fast mode's full sum ``sum_t x_t x_t^T`` (see :func:`push_history`; the reference has no
+    such term).  With ``hist_len + (T > 0) < n`` (the usual case: H = 10, n = 58 in the default
+    model) k comes from the Woodbury identity around the closed-form ``Pinv^-1`` (a small
+    Cholesky, O(hl^2 n) per neuron); otherwise A is built densely and factorised by Cholesky
+    (O(hl n^2 + n^3/6)).  Both agree to float64 rounding.  Padding slots are decoupled (k = 0
+    there).  Error and weight update as :func:`rls_fast` (a-priori ``e*k``, or ``e*den*k`` if
+    textbook).  Other arguments as :func:`rls_fast`; a neuron whose A is not positive definite
+    or whose k, error or new weights are not finite is flagged in ``bad`` and left untouched.
     Returns the number of bad neurons.  Pushing the current traces into hist
     (:func:`push_history`) is the caller's job, after this call.
     """
@@ -1126,6 +1161,13 @@ def rls_small(
             f"hist has shape {hist.shape} and hist_len {hist_len}; expected "
             f"(H, LX + N = {n_ff + r.shape[0]}) and 0 <= hist_len <= H"
         )
+    rows = list(range(int(hist_len)))
+    scales = [1.0] * len(rows)
+    if mean_weight > 0:
+        if not hist_len <= mean_row < hist.shape[0]:
+            raise ValueError(f"mean_row {mean_row} must be a row of hist after the window")
+        rows.append(int(mean_row))
+        scales.append(float(np.sqrt(mean_weight)))
     return int(
         small_kernel(
             pre,
@@ -1136,7 +1178,8 @@ def rls_small(
             u_bal,
             target,
             np.ascontiguousarray(hist),
-            int(hist_len),
+            np.asarray(rows, dtype=np.int64),
+            np.asarray(scales, dtype=np.float64),
             float(penlambda),
             float(penlam_ff),
             float(penmu),
