@@ -156,5 +156,10 @@ def check_consistency(cfg) -> None:
         raise ConfigError("plastic.l_exc + plastic.l_inh + plastic.l_ff must be at least 1")
     if cfg.neuron.tau_plas_file and pl.l_ff > 0:
         raise ConfigError("neuron.tau_plas_file needs plastic.l_ff = 0 (spec pitfall 15)")
+    if lr.p_scale != "auto" and not lr.p_precision.startswith("int"):
+        raise ConfigError(
+            f"learning.p_scale = {lr.p_scale!r} needs an integer learning.p_precision "
+            f"(it is {lr.p_precision!r}): float P is stored unscaled, set p_scale = 'auto'"
+        )
     if lr.mode == "small" and lr.p_storage == "full" and False:  # pragma: no cover
         pass

@@ -51,6 +51,12 @@ def int_or_auto(x: Any) -> str | None:
     return "must be 'auto' or an integer >= 0"
 
 
+def scale_or_auto(x: Any) -> str | None:
+    if x == "auto" or (isinstance(x, float) and x > 0 and x < float("inf")):
+        return None
+    return "must be 'auto' or a number > 0"
+
+
 @dataclass(frozen=True)
 class Key:
     section: str
@@ -211,7 +217,11 @@ KEYS: list[Key] = [
     K("learning", "p_storage", "packed", str, "P layout: 'packed' upper triangle "
       "(n(n+1)/2 values) or 'full' (n*n).", one_of("packed", "full"), "PType"),
     K("learning", "p_precision", "float32", str, "Storage precision of P (arithmetic is float32 "
-      "or better).", one_of("float64", "float32", "float16"), "PPrecision"),
+      "or better); the integer types store round(p_scale*P) and need run.backend = 'gpu'.",
+      one_of("float64", "float32", "float16", "int16", "int32"), "PPrecision"),
+    K("learning", "p_scale", "auto", (str, float), "Scale of integer P storage (spec §4.3): "
+      "'auto' = 2^14 for int16, 2^30 for int32; float precisions need 'auto' (scale 1).",
+      scale_or_auto, "PScale"),
     K("learning", "gain", "apriori", str, "Weight update e*P_old*x as the reference since "
       "2024-03 ('apriori'), or textbook RLS e*P_new*x ('textbook').",
       one_of("apriori", "textbook")),
