@@ -13,6 +13,7 @@ import numpy as np
 
 from tsn_mpi.comm import SerialComm
 from tsn_mpi.config import derive, from_dict
+from tsn_mpi.models.glif import build_glif
 from tsn_mpi.models.lif import lif
 from tsn_mpi.network.build import (
     Network,
@@ -63,27 +64,34 @@ def build(extra: dict | None = None, exact: bool = False, base: dict | None = No
     uavg = 0.1 * np.sin(np.arange(owned.start, owned.stop))
     ctx = PluginContext(cfg, d, owned, Path("."), {"ns": np.zeros(n, np.int64),
                                                    "uavg": uavg})  # fmt: skip
-    indptr, pre, code, table = build_static(ctx, comm, part)
+    static = build_static(ctx, comm, part)
+    indptr, pre, code, table = static[:4]
     pl_pre, w_in, w_ff = build_plastic(ctx)
     if exact:
         table, w_in, w_ff = dyadic(table), dyadic(w_in), dyadic(w_ff)
+    extra = {"st_by_population": static[4]} if len(static) > 4 else {}
     net = Network(n, owned, indptr, pre, code, table, pl_pre, w_in, w_ff,
                   build_targets(ctx).astype(np.float32), build_stimulus(ctx),
-                  build_ff_rates(ctx))  # fmt: skip
+                  build_ff_rates(ctx), **extra)  # fmt: skip
     neu = cfg.neuron
     sig = neu.noise_sigma * (
         math.sqrt(cfg.simulation.dt) / math.sqrt(neu.tau_mem_e)
         if neu.noise_model == "voltage"
         else math.sqrt(neu.tau_mem_e) / math.sqrt(cfg.simulation.dt)
     )
-    return cfg, d, net, lif(ctx), float(neu.tau_plas), sig
+    model = cfg.neuron.model
+    cell = build_glif(ctx, int(model[-1])) if ":glif" in model else lif(ctx)
+    return cfg, d, net, cell, float(neu.tau_plas), sig
 
 
 def copy_net(net: Network) -> Network:
     """An independent copy (weights are updated in place by the learners)."""
+    extra = {}
+    if hasattr(net, "st_by_population"):
+        extra["st_by_population"] = net.st_by_population
     return Network(net.n_cells, net.owned, net.st_indptr, net.st_pre, net.st_code, net.st_table,
                    net.pl_pre, net.w_in.copy(), net.w_ff.copy(), net.targets, net.stimulus,
-                   net.ff_rates)  # fmt: skip
+                   net.ff_rates, **extra)  # fmt: skip
 
 
 def host(x) -> np.ndarray:

@@ -121,7 +121,7 @@ def test_deliver_and_traces_match_numpy():
         pl_indptr = np.concatenate(([0], np.cumsum(pdeg)))
         pl_post = g.integers(0, n, pl_indptr[-1]).astype(np.int32)
         pl_slot = g.integers(0, m, pl_post.size).astype(np.int32)
-        w_in_t = g.normal(size=(m, n)).astype(np.float32)
+        w_in = g.normal(size=(n, m)).astype(np.float32)
         spikes = g.choice(N, 17, replace=False).astype(np.int32)
         slot = 2
         glob = np.zeros((3, N + 1), np.int32)
@@ -137,8 +137,8 @@ def test_deliver_and_traces_match_numpy():
             one = d(np.zeros(1))
             K.deliver[3, 4](5, mode, slot, d(ci), d(cf), d(glob), d(st_indptr), d(st_post),
                             d(st_code), d(table), d(pl_indptr), d(pl_post), d(pl_slot),
-                            d(w_in_t), fs, one, one, d(np.zeros(1, np.uint64)),
-                            d(np.zeros((1, 1))), d(np.zeros((1, n), np.float32)))
+                            d(w_in), fs, one, one, d(np.zeros(1, np.uint64)),
+                            d(np.zeros((1, 1))), d(np.zeros((n, 1), np.float32)))
             ref = np.zeros((3, n))
             for j in spikes:
                 for e in range(st_indptr[j], st_indptr[j + 1]):
@@ -147,7 +147,7 @@ def test_deliver_and_traces_match_numpy():
                         ref[0 if w > 0 else 1, st_post[e]] += w
                 if mode != K.MODE_INIT:
                     for e in range(pl_indptr[j], pl_indptr[j + 1]):
-                        ref[2, pl_post[e]] += w_in_t[pl_slot[e], pl_post[e]]
+                        ref[2, pl_post[e]] += w_in[pl_post[e], pl_slot[e]]
             got = fs.copy_to_host()[[K.F_INE, K.F_INI, K.F_INP]]
             assert np.allclose(got, ref, rtol=1e-6, atol=1e-6), (mode, got - ref)
         assert np.abs(ref[2]).sum() > 0 and np.abs(ref[1]).sum() > 0
@@ -170,57 +170,114 @@ def test_deliver_and_traces_match_numpy():
 
 
 def test_rls_kernel_matches_cpu_rls_fast():
+    """The warp-per-neuron kernel (staged and streamed) against the CPU kernel: every float
+    precision, a-priori / textbook gain, benchmark mode, a bad neuron; n = 38 (two rows per
+    lane) for float32, n = 8 otherwise."""
     run_script("""
         from numba import cuda
         from tsn_mpi.backends.cpu import rls
-        from tsn_mpi.backends.gpu import kernels as K
+        from tsn_mpi.backends.gpu import rls as R
         from tsn_mpi.learn.initial_p import initial_p_rows
         from tsn_mpi.learn.packed import rows_to_tiles, tiles_to_rows
 
         g = np.random.default_rng(5)
-        n_owned, n_ff, m, N = 40, 2, 6, 50
-        pre = g.integers(0, N, (n_owned, m)).astype(np.int32)
-        pre[3, 2] = -1
-        pre[7, :] = -1
-        w0 = g.normal(size=(n_owned, m)).astype(np.float32)
-        w0[pre < 0] = 0
-        wff0 = g.normal(size=(n_owned, n_ff)).astype(np.float32)
-        p0 = initial_p_rows(w0, pre >= 0, n_ff, 0.8, 1.0, 0.01)
-        rs = [g.random(N) for _ in range(3)]
-        xs = [g.random(n_ff) for _ in range(3)]
-        ub = g.normal(size=n_owned).astype(np.float32)
-        tg = g.normal(size=n_owned).astype(np.float32)
-        bad_r = rs[2].copy()
-        bad_r[pre[11, 0]] = np.nan
+        N = 50
         tol = {"float64": (1e-11, 1e-12), "float32": (3e-5, 3e-6), "float16": (3e-3, 2e-4)}
         d = cuda.to_device
-        for dt in ("float64", "float32", "float16"):
-            for textbook, apply, last_r in ((0, 1, rs[2]), (1, 1, rs[2]), (0, 0, bad_r)):
-                P = rows_to_tiles(p0, dtype=np.dtype(dt))
-                Pc = P.view(np.uint16) if dt == "float16" else P
-                wc, wffc, badc = w0.copy(), wff0.copy(), np.zeros(n_owned, np.uint8)
-                Pd = d(np.ascontiguousarray(p0.astype(dt).T))
-                wd, wffd = d(np.ascontiguousarray(w0.T)), d(np.ascontiguousarray(wff0.T))
-                badd, nbad = d(np.zeros(n_owned, np.uint8)), d(np.zeros(1, np.int32))
-                kern = K.rls_fast_packed(n_ff, m, dt)
-                for q, r in enumerate((rs[0], rs[1], last_r)):
-                    nc = rls.rls_fast(Pc, pre, wc, r, xs[q], wffc, ub, tg, textbook, apply, badc)
-                    nbad.copy_to_device(np.zeros(1, np.int32))
-                    kern[3, 16](Pd, d(np.ascontiguousarray(pre.T)), wd, d(r), d(xs[q]), wffd,
-                                d(ub), d(tg), textbook, apply, badd, nbad)
-                    assert nbad.copy_to_host()[0] == nc, (dt, q, nc)
-                    assert np.array_equal(badd.copy_to_host(), badc)
-                rtol, atol = tol[dt]
-                pc = tiles_to_rows(P, n_owned).astype(np.float64)
-                pg = Pd.copy_to_host().T.astype(np.float64)
-                assert np.allclose(pg, pc, rtol=rtol, atol=atol), (dt, np.abs(pg - pc).max())
-                assert np.allclose(wd.copy_to_host().T, wc, rtol=rtol, atol=atol), dt
-                assert np.allclose(wffd.copy_to_host().T, wffc, rtol=rtol, atol=atol), dt
-                assert not np.array_equal(pc, p0.astype(dt).astype(np.float64))
-                moved = not np.array_equal(wc, w0)
-                assert moved == bool(apply), (dt, apply)
-                if last_r is bad_r:
-                    assert badc.sum() >= 1 and badc[11] == 1
+        cases = [("float32", 2, 36, 5, True, (0, 1)), ("float32", 2, 36, 5, False, (1, 1)),
+                 ("float64", 2, 6, 9, True, (0, 1)), ("float16", 2, 6, 9, False, (0, 1)),
+                 ("float32", 0, 8, 9, True, (0, 0))]
+        for dt, n_ff, m, n_owned, staged, (textbook, apply) in cases:
+            pre = g.integers(0, N, (n_owned, m)).astype(np.int32)
+            pre[3, 2] = -1
+            pre[4, :] = -1
+            w0 = g.normal(size=(n_owned, m)).astype(np.float32)
+            w0[pre < 0] = 0
+            wff0 = g.normal(size=(n_owned, n_ff)).astype(np.float32)
+            p0 = initial_p_rows(w0, pre >= 0, n_ff, 0.8, 1.0, 0.01)
+            rs = [g.random(N) for _ in range(3)]
+            xs = [g.random(n_ff) for _ in range(3)]
+            rs[2][pre[1, 0]] = np.nan  # neuron 1 goes bad at the third update
+            ub = g.normal(size=n_owned).astype(np.float32)
+            tg = g.normal(size=n_owned).astype(np.float32)
+            P = rows_to_tiles(p0, dtype=np.dtype(dt))
+            Pc = P.view(np.uint16) if dt == "float16" else P
+            wc, wffc, badc = w0.copy(), wff0.copy(), np.zeros(n_owned, np.uint8)
+            Pd = d(np.ascontiguousarray(p0.astype(dt)))
+            wd, wffd = d(w0.copy()), d(np.ascontiguousarray(np.zeros((n_owned, 1), np.float32)
+                                                            if n_ff == 0 else wff0))
+            badd, nbad = d(np.zeros(n_owned, np.uint8)), d(np.zeros(1, np.int32))
+            kern, wpb = R.rls_warp_kernel(n_ff, m, dt, staged)
+            for q in range(3):
+                nc = rls.rls_fast(Pc, pre, wc, rs[q], xs[q], wffc, ub, tg, textbook, apply, badc)
+                nbad.copy_to_device(np.zeros(1, np.int32))
+                kern[-(-n_owned // wpb), 32 * wpb](Pd, d(pre), wd, d(rs[q]), d(xs[q]), wffd,
+                                                   d(ub), d(tg), 1.0, textbook, apply, badd,
+                                                   nbad)
+                assert nbad.copy_to_host()[0] == nc and (nc > 0) == (q == 2), (dt, q, nc)
+                assert np.array_equal(badd.copy_to_host(), badc)
+            assert badc[1] == 1
+            rtol, atol = tol[dt]
+            pc = tiles_to_rows(P, n_owned).astype(np.float64)
+            pg = Pd.copy_to_host().astype(np.float64)
+            assert np.allclose(pg, pc, rtol=rtol, atol=atol), (dt, np.abs(pg - pc).max())
+            assert np.allclose(wd.copy_to_host(), wc, rtol=rtol, atol=atol), dt
+            if n_ff:
+                assert np.allclose(wffd.copy_to_host(), wffc, rtol=rtol, atol=atol), dt
+            assert not np.array_equal(pc, p0.astype(dt).astype(np.float64))
+            assert (not np.array_equal(wc, w0)) == bool(apply), (dt, apply)
+        print("ok")
+    """)
+
+
+def test_integer_p_follows_float64():
+    """int16 / int32 P with a scale (GpuLearner: P0 filled on the device, float rows scaled on
+    upload) track the CPU float64 learner over a training loop; rows round-trip as stored."""
+    run_script("""
+        from tests.gpu import build, copy_net, run_chunks, start_loop
+        from tsn_mpi.backends.gpu import GpuLearner
+        from tsn_mpi.backends.gpu.learner import rows_to_storage
+        from tsn_mpi.comm import SerialComm
+        from tsn_mpi.learn.learner import Learner
+        from tsn_mpi.simulate.simulator import Simulator
+
+        extra = {"network": {"x_bal_e": 12.0, "x_bal_i": 10.0}, "neuron": {"noise_sigma": 0.3},
+                 "learning": {"p_precision": "float64"}}
+        cfg, d, net, cell, tau, sig = build(extra)
+        cn = copy_net(net)
+        sim = Simulator(cfg, d, cn, cell, SerialComm(), tau, sig)
+        ref = Learner(cfg, d, cn)
+        p0 = ref.p_rows()
+        gls = {}
+        for prec, scale, tol_p in (("int16", 2.0**14, 4e-3), ("int32", 2.0**20, 1e-5)):
+            c2 = cfg.replace(learning__p_precision=prec, learning__p_scale=scale)
+            gn = copy_net(net)
+            fill = GpuLearner(c2, d, gn)
+            up = GpuLearner(c2, d, copy_net(net), p_rows=p0)
+            stored = rows_to_storage(p0, np.dtype(prec), scale)
+            assert fill.p_rows().dtype == np.dtype(prec)
+            assert np.abs(fill.p_rows().astype(np.int64) - stored).max() <= 1
+            assert np.array_equal(up.p_rows(), stored)
+            back = GpuLearner(c2, d, copy_net(net), p_rows=up.p_rows())
+            assert np.array_equal(back.p_rows(), stored)
+            gls[prec] = (fill, gn, scale, tol_p)
+        seen = []
+        start_loop(sim, cn, d, 1)
+        def learn(r, x, u, t):
+            seen.append((r.copy(), x.copy(), u.copy(), t.copy()))
+            return ref.update(r, x, u, t)
+        class Rec:
+            update = staticmethod(learn)
+        run_chunks(sim, Rec, cn, d, 0, 1, d.n_steps, 0)
+        assert len(seen) >= 5 and np.abs(cn.w_in - net.w_in).max() > 1e-2
+        for prec, (gl, gn, scale, tol_p) in gls.items():
+            for r, x, u, t in seen:
+                assert gl.update(r, x, u, t) == 0
+            gl.sync_to_host()
+            p = gl.p_rows().astype(np.float64) / scale
+            assert np.abs(p - ref.p_rows()).max() < tol_p, (prec, np.abs(p - ref.p_rows()).max())
+            dw = np.abs(gn.w_in - cn.w_in).max() / np.abs(cn.w_in - net.w_in).max()
+            assert dw < 20 * tol_p, (prec, dw)
         print("ok")
     """)
 
@@ -289,6 +346,51 @@ def test_simulator_matches_cpu(noise, path, tmp_path):
     run_script(
         f"import sys; sys.argv = ['x', {noise!r}, {path!r}]\nexec(open({str(script)!r}).read())"
     )
+
+
+GLIF_VS_CPU = """
+    import copy
+    from tests.gpu import build, copy_net, train_loop
+    from tsn_mpi.backends.gpu import GpuLearner, GpuSimulator
+    from tsn_mpi.comm import SerialComm
+    from tsn_mpi.learn.learner import Learner
+    from tsn_mpi.simulate.simulator import Simulator
+
+    for k, path in ((1, "fused"), (2, "steps"), (3, "fused"), (4, "steps"), (5, "fused")):
+        extra = {"network": {"x_bal_e": 12.0, "x_bal_i": 10.0},
+                 "neuron": {"noise_sigma": 0.3, "model": f"tsn_mpi.models.glif:glif{k}",
+                            "glif_params": {"invtau_Ij": [0.5, 0.25]} if k >= 3 else {}}}
+        cfg, d, net, cell, tau, sig = build(extra, exact=True)
+        gcell = copy.deepcopy(cell)
+        cn, gn = copy_net(net), copy_net(net)
+        cpu = Simulator(cfg, d, cn, cell, SerialComm(), tau, sig)
+        gpu = GpuSimulator(cfg, d, gn, gcell, SerialComm(), tau, sig, fused=path == "fused")
+        for s in (cpu, gpu):
+            s.start_trial("test", 4, 0, np.arange(8), ("utotal",))
+            s.advance(1, 41)
+            s.advance(42, d.n_steps)
+        a, b = cpu.finish_trial(), gpu.finish_trial()
+        assert a.ns.sum() > (5 if k == 5 else 20), (k, a.ns.sum())
+        assert np.array_equal(a.ns, b.ns), (k, a.ns.sum(), b.ns.sum())
+        assert np.array_equal(a.spike_steps, b.spike_steps), k
+        assert np.array_equal(cell.state, gcell.state), k
+        if k == 5:  # a training loop: weights move, spikes and the persistent state agree
+            cl, gl = Learner(cfg, d, cn), GpuLearner(cfg, d, gn)
+            a, _ = train_loop(cpu, cl, cn, d, 1)
+            b, _ = train_loop(gpu, gl, gn, d, 1)
+            assert np.array_equal(a.ns, b.ns)
+            gl.sync_to_host()
+            assert np.allclose(gn.w_in, cn.w_in, rtol=1e-4, atol=1e-5)
+            assert np.array_equal(cell.state, gcell.state)
+    print("ok")
+"""
+
+
+def test_glif_models_match_cpu(tmp_path):
+    """GLIF1-5 on the GPU kernels: the same spikes and after-trial state as the CPU loop."""
+    script = tmp_path / "glif_vs_cpu.py"
+    script.write_text(PRELUDE + textwrap.dedent(GLIF_VS_CPU))
+    run_script(f"exec(open({str(script)!r}).read())")
 
 
 def test_interrupt_on_cpu_resume_on_gpu():
@@ -360,9 +462,7 @@ RECORD = """
     def record(self, *args):
         if not self._device:
             fn = self.fn
-            cells = fn.__closure__ or ()
-            free = dict(zip(fn.__code__.co_freevars, (c.cell_contents for c in cells)))
-            fac = [free["n_ff"], free["m"]] if "n_ff" in free else None
+            fac = getattr(self, "tsn_key", None)
             seen[json.dumps([fn.__name__, fac, [desc(a) for a in args]])] = 1
         return orig(self, *args)
 
@@ -370,13 +470,17 @@ RECORD = """
     from tests.gpu import build, train_loop
     from tsn_mpi.backends.gpu import GpuLearner, GpuSimulator
     from tsn_mpi.comm import SerialComm
-    for prec, path in (("float32", "fused"), ("float64", "steps"), ("float16", "host")):
+    for prec, path, model, kern in (("float32", "fused", "lif", None),
+                                    ("float64", "steps", "glif5", "streamed"),
+                                    ("float16", "host", "glif3", None),
+                                    ("int16", "fused", "glif2", None)):
+        plugin = f"tsn_mpi.models.{model.rstrip('12345')}:{model}"
         extra = {"plastic": {"l_ff": 2}, "learning": {"p_precision": prec},
-                 "neuron": {"noise_sigma": 0.2}}
+                 "neuron": {"noise_sigma": 0.2, "model": plugin}}
         cfg, d, net, cell, tau, sig = build(extra)
         sim = GpuSimulator(cfg, d, net, cell, SerialComm(), tau, sig,
                            host_exchange=path == "host", fused=path == "fused")
-        lrn = GpuLearner(cfg, d, net)
+        lrn = GpuLearner(cfg, d, net, kernel=kern)
         train_loop(sim, lrn, net, d, 1, measure=True)
         GpuLearner(cfg, d, net, p_rows=lrn.p_rows())
     json.dump([json.loads(k) for k in seen], open(sys.argv[1], "w"))
@@ -393,6 +497,7 @@ LOWER = """
 
     cuda_dispatcher.get_current_device = lambda: Sm90()  # device functions ask the driver
     from tsn_mpi.backends.gpu import kernels as K
+    from tsn_mpi.backends.gpu import rls as R
 
     def numba_type(x):
         if x[0] == "array":
@@ -401,7 +506,7 @@ LOWER = """
 
     names = []
     for name, fac, descs in json.load(open(sys.argv[1])):
-        fn = K.rls_fast_packed(fac[0], fac[1], descs[0][1]) if fac else getattr(K, name)
+        fn = R.rls_warp_kernel(*fac)[0] if fac else getattr(K, name, None) or getattr(R, name)
         argtypes = tuple(numba_type(x) for x in descs)
         cres = compile_cuda(fn.py_func, types.void, argtypes, cc=(9, 0))
         assert cres.library.get_llvm_str()
@@ -428,22 +533,21 @@ def test_kernels_type_and_lower_for_sm90(tmp_path):
         "traces_at",
         "kernel",
         "fill_p0",
-        "rows_to_cols",
-        "cols_to_rows",
     }
     assert expect <= names, expect - names
 
 
 def test_unsupported_settings_fail_by_name():
-    """GLIF on the GPU, small mode and full storage: one ConfigError each (no device needed)."""
+    """Custom cell models on the GPU, small mode and full storage: one ConfigError each (no
+    device needed)."""
     from tests.gpu import build
     from tsn_mpi.backends.gpu import GpuLearner, GpuSimulator
     from tsn_mpi.comm import SerialComm
     from tsn_mpi.errors import ConfigError
 
     cfg, d, net, cell, tau, sig = build()
-    cell.model_id = 3
-    with pytest.raises(ConfigError, match="only the LIF model"):
+    cell.model_id = -1
+    with pytest.raises(ConfigError, match="custom cell models"):
         GpuSimulator(cfg, d, net, cell, SerialComm(), tau, sig)
     for extra, what in (
         ({"learning": {"mode": "small"}}, "learning.mode"),

@@ -130,18 +130,18 @@ def to_device(a: np.ndarray, dtype=None):
 
 
 def shared_weights(net):
-    """Device copies ``(w_in_t (m, n_owned), w_ff_t (l_ff, n_owned))`` float32, transposed.
+    """Device copies ``(w_in (n_owned, m), w_ff (n_owned, l_ff))`` float32, the host layout.
 
     The simulator and the learner of one rank must use the same device weights (the learner
     updates them, the delivery kernel reads them), so they are cached in ``net.extra`` and
     re-uploaded only if ``net.w_in`` / ``net.w_ff`` were replaced by other host arrays.
-    Empty axes are padded to 1.  :func:`weights_to_host` copies them back.
+    Empty axes are padded to 1.  :func:`sync_to_host` copies them back.
     """
     cache = net.extra.get("_gpu_weights")
     if cache is None or cache[0] is not net.w_in or cache[1] is not net.w_ff:
-        w_t = to_device(np.asarray(net.w_in, dtype=np.float32).T)
-        wff_t = to_device(np.asarray(net.w_ff, dtype=np.float32).T)
-        cache = (net.w_in, net.w_ff, w_t, wff_t)
+        w = to_device(np.asarray(net.w_in, dtype=np.float32))
+        wff = to_device(np.asarray(net.w_ff, dtype=np.float32))
+        cache = (net.w_in, net.w_ff, w, wff)
         net.extra["_gpu_weights"] = cache
     return cache[2], cache[3]
 
@@ -151,8 +151,20 @@ def weights_to_host(net) -> None:
     cache = net.extra.get("_gpu_weights")
     if cache is None:
         return
-    _, _, w_t, wff_t = cache
+    _, _, w, wff = cache
     if net.w_in.size:
-        net.w_in[...] = w_t.copy_to_host().T
+        net.w_in[...] = w.copy_to_host()[: net.w_in.shape[0], : net.w_in.shape[1]]
     if net.w_ff.size:
-        net.w_ff[...] = wff_t.copy_to_host().T
+        net.w_ff[...] = wff.copy_to_host()[: net.w_ff.shape[0], : net.w_ff.shape[1]]
+
+
+def on_sync(net, key: str, fn) -> None:
+    """Register ``fn()`` to run in :func:`sync_to_host` (e.g. the simulator's GLIF state)."""
+    net.extra.setdefault("_gpu_sync", {})[key] = fn
+
+
+def sync_to_host(net) -> None:
+    """Weights and every registered device state back to the host (before checkpoints)."""
+    weights_to_host(net)
+    for fn in net.extra.get("_gpu_sync", {}).values():
+        fn()

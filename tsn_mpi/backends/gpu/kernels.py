@@ -13,12 +13,12 @@ neurons along the last axis, so a warp reads contiguous memory) to keep launches
 - ``ci`` int64 / ``cf`` float64 constants (indices ``C_*`` / ``K_*``).
 
 Arithmetic mirrors the CPU loop (``backends/cpu/loop.py``) operation by operation: float32 state,
-float64 increments, the same SplitMix64 streams and Box-Muller normals, the same integer power for
+float64 increments, the same SplitMix64 streams and ziggurat normals, the same integer power for
 the trace decay.  Differences from the CPU: spike inputs are summed with float atomics in
 arbitrary order (sums agree to rounding, not bitwise; exactly when the weights are dyadic), NVVM
 may contract ``a*b + c`` into an FMA in float64 expressions (visible only when the float64 result
-lies within one float64 ulp of a float32 rounding boundary), and libdevice's ``log``/``cos`` may
-differ from the host libm in the last bit.
+lies within one float64 ulp of a float32 rounding boundary), and libdevice's ``log``/``exp``
+(used by the ziggurat's rare rejection steps) may differ from the host libm in the last bit.
 
 Spike lists: ``lists`` / ``glob`` are int32 (3, cap + 1), row ``ti % 3`` holds the spikes of step
 ti as ``[count, gid...]`` (three rows so that one kernel can read the previous step's spikes,
@@ -27,13 +27,27 @@ append the current ones and clear the next row without a race).
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 from numba import cuda
 
-from tsn_mpi.rng import _M1, _M2, _S11, _S27, _S30, _S31, _TWO53, GOLDEN
+from tsn_mpi.models import glif as G
+from tsn_mpi.rng import (
+    _LOW8,
+    _M1,
+    _M2,
+    _S11,
+    _S27,
+    _S30,
+    _S31,
+    _TWO52,
+    _TWO53,
+    GOLDEN,
+    ZIG_R,
+    ZIG_TAIL,
+    ZIG_X,
+)
 
 MODE_INIT, MODE_TRAIN, MODE_TRAIN_TEST, MODE_TEST = 0, 1, 2, 3
 NOISE_NONE, NOISE_VOLTAGE, NOISE_CURRENT = 0, 1, 2
@@ -55,8 +69,8 @@ T_RVAL, T_A, T_INC = range(3)
 N_TR = 3
 # int64 constants ci
 (C_STIM_ON, C_STIM_OFF, C_U0SKIP, C_MAXT, C_GID0, C_U0N, C_NOISE, C_ONLINE, C_NFF, C_NVARS,
- C_N) = range(11)  # fmt: skip
-N_CI = 11
+ C_N, C_MODEL) = range(12)  # fmt: skip
+N_CI = 12
 # float64 constants cf
 K_DT, K_REFRAC, K_TBE, K_TBI, K_OUMU, K_OUB, K_OUSIG, K_ITFF = range(8)
 N_CF = 8
@@ -66,7 +80,6 @@ ROLL_UTOTAL, ROLL_UBAL_E, ROLL_UBAL_I, ROLL_UPLASTIC = 0, 1, 2, 3
 # ------------------------------------------------------------------ SplitMix64 (as tsn_mpi.rng)
 # the constants are tsn_mpi.rng's, so CPU and GPU streams are the same by construction
 
-_TWO_PI = 2.0 * np.pi
 
 
 @cuda.jit(device=True)
@@ -93,10 +106,34 @@ def next_uniform(state, row, i):
 
 @cuda.jit(device=True)
 def next_normal(state, row, i):
-    """Standard normal from stream ``state[row, i]`` (Box-Muller, cosine branch)."""
-    u1 = next_uniform(state, row, i)
-    u2 = next_uniform(state, row, i)
-    return math.sqrt(-2.0 * math.log(u1)) * math.cos(_TWO_PI * u2)
+    """Standard normal from stream ``state[row, i]``: the ziggurat of tsn_mpi.rng.normal, draw
+    for draw (same layer tables, same rejection steps)."""
+    s = state[row, i]
+    while True:
+        s += GOLDEN
+        r = mix64(s)
+        k = np.int64(r & _LOW8)
+        u = np.float64(r >> _S11) * _TWO52 - 1.0
+        x = u * ZIG_X[k]
+        if abs(u) < ZIG_R[k]:
+            break
+        if k == 0:  # the tail beyond ZIG_TAIL
+            while True:
+                s += GOLDEN
+                x = math.log(bits_to_uniform(mix64(s))) / ZIG_TAIL
+                s += GOLDEN
+                y = math.log(bits_to_uniform(mix64(s)))
+                if -2.0 * y >= x * x:
+                    break
+            x = x - ZIG_TAIL if u < 0.0 else ZIG_TAIL - x
+            break
+        f0 = math.exp(-0.5 * (ZIG_X[k] * ZIG_X[k] - x * x))
+        f1 = math.exp(-0.5 * (ZIG_X[k + 1] * ZIG_X[k + 1] - x * x))
+        s += GOLDEN
+        if f1 + bits_to_uniform(mix64(s)) * (f0 - f1) < 1.0:
+            break
+    state[row, i] = s
+    return x
 
 
 @cuda.jit(device=True)
@@ -124,6 +161,94 @@ def ipow(a, b):
     return r
 
 
+# ------------------------------------------------------------------------------ GLIF1-5
+# models.glif's kernels operation by operation, on transposed arrays: cp (n_params, n) and
+# cs (n_state, n) float64 (column layouts G.LAYOUTS / G.STATE_LAYOUTS; the after-spike currents
+# span the last columns).  The state persists across trials (the reference behaviour).
+
+
+@cuda.jit(device=True)
+def _glif_decay_currents(cp, cs, i, p0, s0, dt):
+    """Ij -= dt*invtau_Ij*Ij for every current; returns sum(Ij) after the decay."""
+    total = 0.0
+    for j in range(cp.shape[0] - p0):
+        ij = cs[s0 + j, i]
+        ij = ij - dt * cp[p0 + j, i] * ij
+        cs[s0 + j, i] = ij
+        total += ij
+    return total
+
+
+@cuda.jit(device=True)
+def _glif_bump_currents(cp, cs, i, p0, s0, f_j, delta_ij):
+    """Ij = f_j*Ij + delta_Ij for every current (after a spike)."""
+    for j in range(cp.shape[0] - p0):
+        cs[s0 + j, i] = f_j * cs[s0 + j, i] + delta_ij
+
+
+@cuda.jit(device=True)
+def _glif_integrate(cp, i, v, current, dt):
+    return v + dt * cp[G.INVC, i] * (current - cp[G.INVR, i] * (v - cp[G.E_L, i]))
+
+
+@cuda.jit(device=True)
+def _glif_decay_thresh_s(cp, cs, i, dt):
+    ts = cs[G.S_THRESH_S, i]
+    ts = ts - dt * cp[G.B_S, i] * ts
+    cs[G.S_THRESH_S, i] = ts
+    return ts
+
+
+@cuda.jit(device=True)
+def _glif_adapt_reset(cp, cs, i, v):
+    cs[G.S_THRESH_S, i] = cs[G.S_THRESH_S, i] + cp[G.DELTA_THRESH_S, i]
+    return cp[G.E_L, i] + cp[G.F_V, i] * v - cp[G.DELTA_V, i]
+
+
+@cuda.jit(device=True)
+def glif_step(model, cp, cs, i, v, drive, dt):
+    """GLIF``model`` (1-5) step of a non-refractory neuron i: (new v or reset value, spiked)."""
+    if model == 1:
+        v = _glif_integrate(cp, i, v, drive, dt)
+        if v > cp[G.THRESH, i]:
+            return cp[G.VRE, i], True
+        return v, False
+    if model == 2:
+        v = _glif_integrate(cp, i, v, drive, dt)
+        ts = _glif_decay_thresh_s(cp, cs, i, dt)
+        if v > cp[G.THRESH, i] + ts:
+            return _glif_adapt_reset(cp, cs, i, v), True
+        return v, False
+    if model == 3:
+        s = _glif_decay_currents(cp, cs, i, G.G3_INVTAU, G.G3_IJ, dt)
+        v = _glif_integrate(cp, i, v, drive + s, dt)
+        if v > cp[G.THRESH, i]:
+            _glif_bump_currents(cp, cs, i, G.G3_INVTAU, G.G3_IJ, cp[G.G3_F_J, i],
+                                cp[G.G3_DELTA_IJ, i])  # fmt: skip
+            return cp[G.VRE, i], True
+        return v, False
+    if model == 4:
+        s = _glif_decay_currents(cp, cs, i, G.G4_INVTAU, G.G4_IJ, dt)
+        v = _glif_integrate(cp, i, v, drive + s, dt)
+        ts = _glif_decay_thresh_s(cp, cs, i, dt)
+        if v > cp[G.THRESH, i] + ts:
+            _glif_bump_currents(cp, cs, i, G.G4_INVTAU, G.G4_IJ, cp[G.G4_F_J, i],
+                                cp[G.G4_DELTA_IJ, i])  # fmt: skip
+            return _glif_adapt_reset(cp, cs, i, v), True
+        return v, False
+    s = _glif_decay_currents(cp, cs, i, G.G5_INVTAU, G.G5_IJ, dt)
+    v = _glif_integrate(cp, i, v, drive + s, dt)
+    ts = _glif_decay_thresh_s(cp, cs, i, dt)
+    tv = cs[G.S_THRESH_V, i]
+    tv = tv + (cp[G.A_V, i] * v - dt * cp[G.B_V, i] * tv)
+    cs[G.S_THRESH_V, i] = tv
+    if v > cp[G.THRESH, i] + ts + tv:
+        _glif_bump_currents(cp, cs, i, G.G5_INVTAU, G.G5_IJ, cp[G.G5_F_J, i],
+                            cp[G.G5_DELTA_IJ, i])  # fmt: skip
+        return _glif_adapt_reset(cp, cs, i, v), True
+    return v, False
+
+
 # -------------------------------------------------------------------------------- time step
 # The phases of a step are device functions shared by the per-step kernels (neuron_step,
 # deliver: two launches per step, used with MPI) and the fused kernel run_steps (one launch per
@@ -145,10 +270,11 @@ def apply_pending(k, stride, ti, slot, glob, tr, r_step):
 
 @cuda.jit(device=True)
 def update_neuron(i, ti, mode, task, slot, ci, cf, fs, ds, is_, us, lists, stim, sample_group,
-                  roll_sel, roll, spk_steps):  # fmt: skip
+                  roll_sel, roll, spk_steps, cp, cs):  # fmt: skip
     """Steps (b)-(g) of step ti for owned neuron i (spec §3.3 steps 4-6): noise, filters,
-    u_bal and u, recording, drive with the stimulus, LIF membrane; a spiker gets ``ns += 1``
-    and appends ``gid0 + i`` to ``lists[ti % 3]``."""
+    u_bal and u, recording, drive with the stimulus, membrane (LIF, or GLIF1-5 with parameters
+    ``cp`` and state ``cs``); a spiker gets ``ns += 1`` and appends ``gid0 + i`` to
+    ``lists[ti % 3]``."""
     plastic_on = mode != MODE_INIT
     dt = cf[K_DT]
     t = dt * ti
@@ -216,19 +342,29 @@ def update_neuron(i, ti, mode, task, slot, ci, cf, fs, ds, is_, us, lists, stim,
             drive = np.float32(fs[F_XBAL, i] + stim[task, row, i]) + u
     else:
         drive = fs[F_XBAL, i] + u
-    # (f) LIF membrane; voltage noise also reaches refractory neurons
+    # (f) membrane; voltage noise also reaches refractory neurons
     vi = fs[F_V, i]
     if noise == NOISE_VOLTAGE:
         vi = np.float32(vi + ds[D_SIG, i] * z)
     awake = t > ds[D_LAST, i] + cf[K_REFRAC]
-    vn = np.float32(np.float64(vi) + ds[D_INVTAU, i] * np.float64(drive - vi))
-    fire = awake and vn > fs[F_TH, i]
-    if fire:
-        fs[F_V, i] = fs[F_VRE, i]
-        ds[D_LAST, i] = t
-    elif awake:
-        fs[F_V, i] = vn
-    else:
+    model = ci[C_MODEL]
+    if model == 0:  # LIF
+        vn = np.float32(np.float64(vi) + ds[D_INVTAU, i] * np.float64(drive - vi))
+        fire = awake and vn > fs[F_TH, i]
+        if fire:
+            fs[F_V, i] = fs[F_VRE, i]
+            ds[D_LAST, i] = t
+        elif awake:
+            fs[F_V, i] = vn
+        else:
+            fs[F_V, i] = vi
+    else:  # GLIF1-5 (models.glif): float64 step, float32 voltage
+        fire = False
+        if awake:
+            vg, fire = glif_step(model, cp, cs, i, np.float64(vi), np.float64(drive), dt)
+            vi = np.float32(vg)
+            if fire:
+                ds[D_LAST, i] = t
         fs[F_V, i] = vi
     # (g) spike bookkeeping
     if fire:
@@ -243,10 +379,10 @@ def update_neuron(i, ti, mode, task, slot, ci, cf, fs, ds, is_, us, lists, stim,
 
 @cuda.jit(device=True)
 def deliver_spikes(k, kstride, tid, bs, mode, slot, glob, st_indptr, st_post, st_code,
-                   st_table, pl_indptr, pl_post, pl_slot, w_in_t, fs):  # fmt: skip
+                   st_table, pl_indptr, pl_post, pl_slot, w_in, fs):  # fmt: skip
     """(i) Spike delivery (spec §3.3 step 7): this block takes spikes k, k + kstride, ... of
     ``glob[ti % 3]``, its threads the outgoing static edges (weight > 0 into in_e, < 0 into
-    in_i) and plastic edges (``w_in_t[slot, post]`` into in_p), with float atomics."""
+    in_i) and plastic edges (``w_in[post, slot]`` into in_p), with float atomics."""
     nsp = glob[slot, 0]
     while k < nsp:
         j = glob[slot, 1 + k]
@@ -264,16 +400,16 @@ def deliver_spikes(k, kstride, tid, bs, mode, slot, glob, st_indptr, st_post, st
             end = pl_indptr[j + 1]
             while e < end:
                 post = pl_post[e]
-                cuda.atomic.add(fs, (F_INP, post), w_in_t[pl_slot[e], post])
+                cuda.atomic.add(fs, (F_INP, post), w_in[post, pl_slot[e]])
                 e += bs
         k += kstride
 
 
 @cuda.jit(device=True)
-def ff_inputs(g, stride, ti, mode, ci, cf, fs, r_ff, spk_ff, ff_base, rate_ff, w_ff_t):
+def ff_inputs(g, stride, ti, mode, ci, cf, fs, r_ff, spk_ff, ff_base, rate_ff, w_ff):
     """(j) Feed-forward inputs after stim_off (spec §3.3 step 8): unit c spikes at step ti iff
     its (ti - stim_off)-th uniform is below ``rate_ff[row, c]``; every thread redraws that number
-    from ``ff_base`` (stateless), adds ``w_ff_t[c, i]`` for its neurons i = g, g + stride, ...,
+    from ``ff_base`` (stateless), adds ``w_ff[i, c]`` for its neurons i = g, g + stride, ...,
     and thread g = 0 advances ``r_ff`` / ``spk_ff``."""
     n_ff = ci[C_NFF]
     stim_off = ci[C_STIM_OFF]
@@ -294,13 +430,13 @@ def ff_inputs(g, stride, ti, mode, ci, cf, fs, r_ff, spk_ff, ff_base, rate_ff, w
         while g < n:
             for c in range(n_ff):
                 if nth_uniform(ff_base[c], draw) < rate_ff[row, c]:
-                    cuda.atomic.add(fs, (F_INP, g), w_ff_t[c, g])
+                    cuda.atomic.add(fs, (F_INP, g), w_ff[g, c])
             g += stride
 
 
 @cuda.jit
 def neuron_step(ti, mode, task, slot, ci, cf, fs, ds, is_, us, tr, r_step, lists, glob, stim,
-                sample_group, roll_sel, roll, spk_steps):  # fmt: skip
+                sample_group, roll_sel, roll, spk_steps, cp, cs):  # fmt: skip
     """Steps (a)-(g) of step ti, one owned neuron per thread (grid >= n_owned threads).
 
     Thread 0 clears ``lists[(ti+1) % 3]``; in training modes all threads share the trace
@@ -314,26 +450,26 @@ def neuron_step(ti, mode, task, slot, ci, cf, fs, ds, is_, us, tr, r_step, lists
         apply_pending(g, cuda.gridsize(1), ti, slot, glob, tr, r_step)
     if g < ci[C_N]:
         update_neuron(g, ti, mode, task, slot, ci, cf, fs, ds, is_, us, lists, stim,
-                      sample_group, roll_sel, roll, spk_steps)  # fmt: skip
+                      sample_group, roll_sel, roll, spk_steps, cp, cs)  # fmt: skip
 
 
 @cuda.jit
 def deliver(ti, mode, slot, ci, cf, glob, st_indptr, st_post, st_code, st_table, pl_indptr,
-            pl_post, pl_slot, w_in_t, fs, r_ff, spk_ff, ff_base, rate_ff, w_ff_t):  # fmt: skip
+            pl_post, pl_slot, w_in, fs, r_ff, spk_ff, ff_base, rate_ff, w_ff):  # fmt: skip
     """Steps (i)-(j) of step ti: one block per spike of ``glob[ti % 3]`` (block-stride), then
     the feed-forward inputs (grid-stride over the owned neurons)."""
     deliver_spikes(cuda.blockIdx.x, cuda.gridDim.x, cuda.threadIdx.x, cuda.blockDim.x, mode,
                    slot, glob, st_indptr, st_post, st_code, st_table, pl_indptr, pl_post,
-                   pl_slot, w_in_t, fs)  # fmt: skip
+                   pl_slot, w_in, fs)  # fmt: skip
     ff_inputs(cuda.grid(1), cuda.gridsize(1), ti, mode, ci, cf, fs, r_ff, spk_ff, ff_base,
-              rate_ff, w_ff_t)  # fmt: skip
+              rate_ff, w_ff)  # fmt: skip
 
 
 @cuda.jit
 def run_steps(t_first, t_last, mode, task, ci, cf, fs, ds, is_, us, tr, r_step, glob, stim,
               sample_group, roll_sel, roll, spk_steps, st_indptr, st_post, st_code, st_table,
-              pl_indptr, pl_post, pl_slot, w_in_t, r_ff, spk_ff, ff_base, rate_ff,
-              w_ff_t):  # fmt: skip
+              pl_indptr, pl_post, pl_slot, w_in, r_ff, spk_ff, ff_base, rate_ff, w_ff, cp,
+              cs):  # fmt: skip
     """Steps t_first..t_last in one cooperative launch (one process: spikes stay on the GPU).
 
     Each step is the two phases of neuron_step and deliver, every thread grid-striding over
@@ -354,13 +490,13 @@ def run_steps(t_first, t_last, mode, task, ci, cf, fs, ds, is_, us, tr, r_step, 
         i = g
         while i < n:
             update_neuron(i, ti, mode, task, slot, ci, cf, fs, ds, is_, us, glob, stim,
-                          sample_group, roll_sel, roll, spk_steps)  # fmt: skip
+                          sample_group, roll_sel, roll, spk_steps, cp, cs)  # fmt: skip
             i += stride
         grid.sync()
         deliver_spikes(cuda.blockIdx.x, cuda.gridDim.x, cuda.threadIdx.x, cuda.blockDim.x, mode,
                        slot, glob, st_indptr, st_post, st_code, st_table, pl_indptr, pl_post,
-                       pl_slot, w_in_t, fs)  # fmt: skip
-        ff_inputs(g, stride, ti, mode, ci, cf, fs, r_ff, spk_ff, ff_base, rate_ff, w_ff_t)
+                       pl_slot, w_in, fs)  # fmt: skip
+        ff_inputs(g, stride, ti, mode, ci, cf, fs, r_ff, spk_ff, ff_base, rate_ff, w_ff)
         grid.sync()
 
 
@@ -371,189 +507,6 @@ def traces_at(t, gids, n_gids, tr, r_step, out):
     if k < n_gids:
         j = gids[k]
         out[j] = tr[T_RVAL, j] * ipow(tr[T_A, j], t - r_step[j])
-
-
-# ------------------------------------------------------------------------------------ RLS
-
-
-@functools.cache
-def rls_fast_packed(n_ff: int, m: int, p_dtype: str):
-    """The fast-mode packed RLS kernel for n = n_ff + m and P of dtype p_dtype (spec §4.3).
-
-    ``kernel(P, pre_t, w_t, r, x_ff, w_ff_t, u_bal, target, textbook, apply, bad, nbad)``, one
-    thread per owned neuron i:
-
-    - P (n*(n+1)/2, n_owned) in p_dtype, column i = neuron i's packed upper triangle (element
-      (a, b), a <= b, at ``a + b*(b+1)/2``): neighbouring threads read neighbouring words.
-    - pre_t (m, n_owned) int32 global ids (-1 = padding), w_t (m, n_owned) float32,
-      w_ff_t (max(n_ff, 1), n_owned) float32, r (N,) float64 traces, x_ff (>= n_ff,) float64,
-      u_bal, target (n_owned,) float32; textbook, apply: 0/1; bad (n_owned,) uint8 output,
-      nbad (1,) int32 incremented per bad neuron (the caller zeroes it).
-
-    Same semantics and precision as ``backends.cpu.rls.rls_fast``: x = [x_ff; r[pre]] rounded
-    to the arithmetic type (float64 for float64 P, else float32), k = P x, c = x.k and den in
-    float64, P -= (den k) k^T in the arithmetic type (float16 P: widened to float32, rounded
-    back to nearest even), error with the old weights in float64, w -= e k (a-priori) or
-    e den k (textbook).  Non-finite k, den, error or new weights flag the neuron and leave it
-    untouched.  Compiled once per (n_ff, m, dtype): n is a compile-time constant, x and k are
-    per-thread local arrays.
-    """
-    n = n_ff + m
-    nl = max(n, 1)
-    f64 = p_dtype == "float64"
-    math_t = np.float64 if f64 else np.float32
-    zero = math_t(0.0)
-
-    @cuda.jit
-    def kernel(P, pre_t, w_t, r, x_ff, w_ff_t, u_bal, target, textbook, apply, bad, nbad):
-        i = cuda.grid(1)
-        if i >= u_bal.shape[0]:
-            return
-        x = cuda.local.array(nl, math_t)
-        k = cuda.local.array(nl, math_t)
-        for a in range(n_ff):
-            x[a] = math_t(x_ff[a])
-        for j in range(m):
-            g = pre_t[j, i]
-            x[n_ff + j] = math_t(r[g]) if g >= 0 else zero
-        for a in range(n):
-            k[a] = zero
-        # k = P x over packed columns b: (a, b) feeds k[a] += p x[b] and k[b] += p x[a]
-        base = 0
-        for b in range(n):
-            xb = x[b]
-            acc = math_t(P[base + b, i]) * xb
-            for a in range(b):
-                p = math_t(P[base + a, i])
-                k[a] += p * xb
-                acc += p * x[a]
-            k[b] += acc
-            base += b + 1
-        c = 0.0
-        for a in range(n):
-            c += np.float64(x[a]) * np.float64(k[a])
-        den = 1.0 / (1.0 + c)
-        e = 0.0
-        for j in range(m):
-            g = pre_t[j, i]
-            if g >= 0:
-                e += np.float64(w_t[j, i]) * r[g]
-        for a in range(n_ff):
-            e += np.float64(w_ff_t[a, i]) * x_ff[a]
-        e = (e + np.float64(u_bal[i])) - np.float64(target[i])
-        coef = e * den if textbook != 0 else e
-        ok = math.isfinite(den) and math.isfinite(coef)
-        for a in range(n):
-            ok = ok and math.isfinite(k[a])
-        for j in range(m):
-            if ok and pre_t[j, i] >= 0:
-                ok = math.isfinite(np.float32(w_t[j, i] - coef * np.float64(k[n_ff + j])))
-        for a in range(n_ff):
-            if ok:
-                ok = math.isfinite(np.float32(w_ff_t[a, i] - coef * np.float64(k[a])))
-        if not ok:
-            bad[i] = 1
-            cuda.atomic.add(nbad, 0, 1)
-            return
-        bad[i] = 0
-        # P -= (den k) k^T on the upper triangle: (a, b) minus kd_b k_a
-        base = 0
-        for b in range(n):
-            kdb = math_t(den * np.float64(k[b]))
-            for a in range(b + 1):
-                P[base + a, i] = math_t(P[base + a, i]) - kdb * k[a]
-            base += b + 1
-        if apply != 0:
-            for j in range(m):
-                if pre_t[j, i] >= 0:
-                    w_t[j, i] = np.float64(w_t[j, i]) - coef * np.float64(k[n_ff + j])
-            for a in range(n_ff):
-                w_ff_t[a, i] = np.float64(w_ff_t[a, i]) - coef * np.float64(k[a])
-
-    return kernel
-
-
-@cuda.jit
-def fill_p0(P, pre_t, w_t, n_ff, m, lam, mu, penlam_ff):
-    """Initial P0 of neuron i (one thread each) into column i of P (n_packed, n_owned), spec §4.2.
-
-    Same closed form as ``learn.initial_p._fill_p0`` (Sherman-Morrison per sign group),
-    computed in float64 and rounded once to P's dtype.  pre_t, w_t: (>= m, n_owned).  Groups:
-    0 = feed-forward, padding or zero weight, 1 = positive, 2 = negative weight.
-    """
-    i = cuda.grid(1)
-    if i >= P.shape[1]:
-        return
-    n = n_ff + m
-    g_pos = 0
-    g_neg = 0
-    for j in range(m):
-        if pre_t[j, i] >= 0:
-            if w_t[j, i] > 0:
-                g_pos += 1
-            elif w_t[j, i] < 0:
-                g_neg += 1
-    same1 = -mu / (lam * (lam + g_pos * mu))
-    same2 = -mu / (lam * (lam + g_neg * mu))
-    idx = 0
-    for b in range(n):
-        gb = 0
-        valid_b = True
-        if b >= n_ff:
-            jb = b - n_ff
-            valid_b = pre_t[jb, i] >= 0
-            if valid_b:
-                if w_t[jb, i] > 0:
-                    gb = 1
-                elif w_t[jb, i] < 0:
-                    gb = 2
-        for a in range(b + 1):
-            val = 0.0
-            if a == b:
-                if a < n_ff:
-                    val = 1.0 / penlam_ff
-                elif valid_b:
-                    val = 1.0 / lam
-                    if gb == 1:
-                        val += same1
-                    elif gb == 2:
-                        val += same2
-            elif a >= n_ff:
-                ja = a - n_ff
-                ga = 0
-                if pre_t[ja, i] >= 0:
-                    if w_t[ja, i] > 0:
-                        ga = 1
-                    elif w_t[ja, i] < 0:
-                        ga = 2
-                if ga == gb and ga == 1:
-                    val = same1
-                elif ga == gb and ga == 2:
-                    val = same2
-            P[idx, i] = val
-            idx += 1
-
-
-@cuda.jit
-def rows_to_cols(src, dst, lo):
-    """dst[a, lo + r] = src[r, a] for src (rows, L): one neuron-major chunk into P's columns.
-
-    2-D grid: x over rows, y (grid-stride) over a."""
-    r, a = cuda.grid(2)
-    if r < src.shape[0]:
-        while a < src.shape[1]:
-            dst[a, lo + r] = src[r, a]
-            a += cuda.gridsize(2)[1]
-
-
-@cuda.jit
-def cols_to_rows(src, dst, lo):
-    """dst[r, a] = src[a, lo + r]: P's columns lo.. into a neuron-major chunk (rows, L)."""
-    r, a = cuda.grid(2)
-    if r < dst.shape[0]:
-        while a < dst.shape[1]:
-            dst[r, a] = src[a, lo + r]
-            a += cuda.gridsize(2)[1]
 
 
 @cuda.jit

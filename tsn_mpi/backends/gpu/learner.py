@@ -1,25 +1,64 @@
 """GpuLearner: per-neuron P on the device and the fast-mode RLS update (spec §4.3), packed only.
 
-P lives on the device as ``(n_packed, n_owned)`` in the storage precision (float64, float32 or
-float16), column i = neuron i's packed upper triangle, so the one-thread-per-neuron kernel reads
-coalesced words.  Weights are the device copies shared with the GpuSimulator
-(:func:`~.device.shared_weights`); :meth:`GpuLearner.sync_to_host` copies them back into
-``net.w_in`` / ``net.w_ff`` before checkpoints.  Files keep the CPU layout: :meth:`p_rows` and
-the ``p_rows`` argument are (n_owned, n_packed) host arrays, transposed on the device in chunks.
+P lives on the device as ``(n_owned, n_packed)`` in the storage precision (float64, float32,
+float16, or int16/int32 with a scale), row i = neuron i's packed upper triangle: the layout of
+the checkpoint files, and the one the warp-per-neuron kernel of :mod:`~.rls` reads coalesced.
+Weights are the device copies shared with the GpuSimulator (:func:`~.device.shared_weights`);
+:meth:`GpuLearner.sync_to_host` copies them back into ``net.w_in`` / ``net.w_ff`` (and the GLIF
+state into ``cell.state``) before checkpoints.
+
+Integer storage (spec §4.3 PScale): the device holds ``round(p_scale * P)``.  Float rows given
+to the constructor (the initial P of ``tsn-mpi init``) are scaled on upload; integer rows (GPU
+checkpoints) already are, and :meth:`p_rows` returns them as stored.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from numba import cuda
 
-from tsn_mpi.backends.gpu import kernels as K
-from tsn_mpi.backends.gpu.device import shared_weights, to_device, weights_to_host
-from tsn_mpi.backends.gpu.simulator import launch_shape
+from tsn_mpi.backends.gpu import rls as R
+from tsn_mpi.backends.gpu.device import shared_weights, sync_to_host, to_device
 from tsn_mpi.errors import ConfigError
 
-STORAGE_DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16}
-CHUNK_BYTES = 256 << 20  # staging buffer for P transposes
+STORAGE_DTYPES = {
+    "float64": np.float64,
+    "float32": np.float32,
+    "float16": np.float16,
+    "int16": np.int16,
+    "int32": np.int32,
+}
+AUTO_SCALE = {"int16": 2.0**14, "int32": 2.0**30}
+CHUNK_BYTES = 256 << 20  # host staging for P uploads / downloads
+
+
+def p_scale_of(lr) -> float:
+    """The scale of P storage for config section ``learning``: ``p_scale`` for integer
+    precisions ('auto': 2^14 for int16, 2^30 for int32), 1 for float precisions."""
+    if lr.p_precision not in AUTO_SCALE:
+        return 1.0
+    s = getattr(lr, "p_scale", "auto")
+    return AUTO_SCALE[lr.p_precision] if s == "auto" else float(s)
+
+
+def rows_to_storage(rows: np.ndarray, dtype: np.dtype, scale: float) -> np.ndarray:
+    """P rows as stored: integer storage rounds ``scale * rows`` half up and clamps it (float
+    rows) or takes integer rows as already scaled; float storage casts."""
+    dtype = np.dtype(dtype)
+    if dtype.kind != "i":
+        return np.ascontiguousarray(rows, dtype=dtype)
+    if rows.dtype.kind in "iu":
+        if rows.dtype != dtype:
+            raise ConfigError(
+                f"the checkpoint holds P as {rows.dtype}, learning.p_precision = "
+                f"{dtype.name!r}: integer P cannot change type"
+            )
+        return np.ascontiguousarray(rows)
+    lim = R.INT_LIMITS[dtype.name]
+    v = np.floor(np.asarray(rows, np.float64) * scale + 0.5)
+    return np.clip(v, -lim, lim).astype(dtype)
 
 
 def is_device_array(x) -> bool:
@@ -42,11 +81,16 @@ def _device(x, dtype):
 
 
 class GpuLearner:
-    """RLS state of the owned neurons on the GPU; same interface as ``learn.learner.Learner``."""
+    """RLS state of the owned neurons on the GPU; same interface as ``learn.learner.Learner``.
+
+    ``kernel``: 'staged' (P row in shared memory), 'streamed' (P read twice from device
+    memory) or None (staged when the row fits; env TSN_GPU_RLS overrides).
+    """
 
     def __init__(
-        self, cfg, d, net, p_rows: np.ndarray | None = None, history=None, hist_count: int = 0
-    ) -> None:
+        self, cfg, d, net, p_rows: np.ndarray | None = None, history=None, hist_count: int = 0,
+        kernel: str | None = None,
+    ) -> None:  # fmt: skip
         lr = cfg.learning
         if lr.mode != "fast":
             raise ConfigError(
@@ -58,6 +102,8 @@ class GpuLearner:
                 f"learning.p_storage = {lr.p_storage!r} is not supported with run.backend = "
                 "'gpu': use learning.p_storage = 'packed'"
             )
+        if lr.p_precision not in STORAGE_DTYPES:
+            raise ConfigError(f"learning.p_precision = {lr.p_precision!r} is not supported")
         self.cfg, self.d, self.net = cfg, d, net
         self.mode, self.storage, self.precision = lr.mode, lr.p_storage, lr.p_precision
         self.textbook = lr.gain == "textbook"
@@ -66,64 +112,67 @@ class GpuLearner:
         n, m, lx = net.n_owned, net.pl_pre.shape[1], d.l_ff
         self.n_owned, self.m, self.l_ff = n, m, lx
         self.n_rls = lx + m
-        self.n_packed = self.n_rls * (self.n_rls + 1) // 2
+        self.n_packed = R.packed_len(self.n_rls)
         self.dtype = np.dtype(STORAGE_DTYPES[self.precision])
-        self.pre_t = to_device(np.asarray(net.pl_pre, dtype=np.int32).T)
-        self.P = cuda.device_array((max(self.n_packed, 1), max(n, 1)), dtype=self.dtype)
-        self.blocks, self.threads = launch_shape(n)
+        self.scale = p_scale_of(lr)
+        self.lim = R.INT_LIMITS.get(self.precision, 0)
+        self.pre = to_device(np.asarray(net.pl_pre, dtype=np.int32))
+        self.P = cuda.device_array((max(n, 1), max(self.n_packed, 1)), dtype=self.dtype)
         if p_rows is None:
-            w_t, _ = shared_weights(net)
-            K.fill_p0[self.blocks, self.threads](
-                self.P,
-                self.pre_t,
-                w_t,
-                lx,
-                m,
-                float(lr.penlambda),
-                float(lr.penmu),
-                float(lr.penlam_ff),
-            )
+            w, _ = shared_weights(net)
+            R.fill_p0[max(1, -(-n // 4)), 4 * R.WARP](
+                self.P, self.pre, w, lx, m, float(lr.penlambda), float(lr.penmu),
+                float(lr.penlam_ff), self.scale, self.lim,
+            )  # fmt: skip
         else:
-            self._upload_rows(np.asarray(p_rows))
+            self._upload_rows(p_rows)
         self.bad_d = to_device(np.zeros(n, np.uint8))
         self.nbad_d = to_device(np.zeros(1, np.int32))
         self._zero = np.zeros(1, np.int32)
         self._nbad_h = np.zeros(1, np.int32)
         self.target_d = to_device(np.zeros(n, np.float32))
         self.x_ff_d = to_device(np.zeros(lx, np.float64))
-        self.kernel = K.rls_fast_packed(lx, m, self.dtype.name)
+        kind = kernel or os.environ.get("TSN_GPU_RLS") or None
+        if kind not in (None, "staged", "streamed"):
+            raise ValueError(f"RLS kernel {kind!r}: expected 'staged' or 'streamed'")
+        staged = None if kind is None else kind == "staged"
+        self.kernel, self.warps = R.rls_warp_kernel(lx, m, self.dtype.name, staged)
+        self.staged = R.plan(self.n_rls, self.dtype.name, staged)[0]
+        self.blocks = max(1, -(-n // self.warps))
 
     # ---------------------------------------------------------------------- P transfers
     def _chunk(self) -> int:
         return max(1, CHUNK_BYTES // max(1, self.n_packed * self.dtype.itemsize))
 
-    def _transpose_grid(self, rows: int) -> tuple[tuple[int, int], tuple[int, int]]:
-        return (-(-rows // 16), min(-(-self.n_packed // 16), 4096)), (16, 16)
-
-    def _upload_rows(self, rows: np.ndarray) -> None:
+    def _upload_rows(self, rows) -> None:
+        """Rows (n_owned, n_packed): a numpy array or any object with ``shape``, ``dtype`` and
+        row slices (e.g. rows read lazily from a checkpoint)."""
         n, L = self.n_owned, self.n_packed
-        if rows.shape != (n, L):
+        if not hasattr(rows, "shape"):
+            rows = np.asarray(rows)
+        if tuple(rows.shape) != (n, L):
             raise ValueError(f"P rows have shape {rows.shape}, expected ({n}, {L}) packed")
         step = self._chunk()
         for lo in range(0, n, step):
             hi = min(n, lo + step)
-            src = cuda.to_device(np.ascontiguousarray(rows[lo:hi], dtype=self.dtype))
-            grid, block = self._transpose_grid(hi - lo)
-            K.rows_to_cols[grid, block](src, self.P, lo)
+            block = np.asarray(rows[lo:hi])
+            self.P[lo:hi].copy_to_device(rows_to_storage(block, self.dtype, self.scale))
         cuda.synchronize()
 
     def p_rows(self) -> np.ndarray:
-        """P of the owned neurons, one row per neuron (n_owned, n_packed), storage precision."""
+        """P of the owned neurons, one row per neuron (n_owned, n_packed), as stored (integer
+        storage: scaled by :attr:`scale`)."""
         n, L = self.n_owned, self.n_packed
         out = np.empty((n, L), dtype=self.dtype)
         step = self._chunk()
         for lo in range(0, n, step):
             hi = min(n, lo + step)
-            dst = cuda.device_array((hi - lo, L), dtype=self.dtype)
-            grid, block = self._transpose_grid(hi - lo)
-            K.cols_to_rows[grid, block](self.P, dst, lo)
-            dst.copy_to_host(out[lo:hi])
+            self.P[lo:hi].copy_to_host(out[lo:hi])
         return out
+
+    def p_rows_lazy(self) -> np.ndarray:
+        """Same as :meth:`p_rows` (the host copy is made once, in blocks)."""
+        return self.p_rows()
 
     # ---------------------------------------------------------------------------- update
     def update(self, r_now, x_ff, u_bal, target_row) -> int:
@@ -136,32 +185,19 @@ class GpuLearner:
         if self.n_owned == 0:
             return 0
         r = _device(r_now, np.float64)
-        if self.l_ff:
-            x = _device(x_ff, np.float64)
-        else:
-            x = self.x_ff_d
+        x = _device(x_ff, np.float64) if self.l_ff else self.x_ff_d
         ub = _device(u_bal, np.float32)
         if is_device_array(target_row):
             tgt = _device(target_row, np.float32)
         else:
             self.target_d.copy_to_device(np.ascontiguousarray(target_row, dtype=np.float32))
             tgt = self.target_d
-        w_t, w_ff_t = shared_weights(self.net)
+        w, w_ff = shared_weights(self.net)
         self.nbad_d.copy_to_device(self._zero)
-        self.kernel[self.blocks, self.threads](
-            self.P,
-            self.pre_t,
-            w_t,
-            r,
-            x,
-            w_ff_t,
-            ub,
-            tgt,
-            int(self.textbook),
-            int(self.apply),
-            self.bad_d,
-            self.nbad_d,
-        )
+        self.kernel[self.blocks, R.WARP * self.warps](
+            self.P, self.pre, w, r, x, w_ff, ub, tgt, self.scale, int(self.textbook),
+            int(self.apply), self.bad_d, self.nbad_d,
+        )  # fmt: skip
         self.nbad_d.copy_to_host(self._nbad_h)
         return int(self._nbad_h[0])
 
@@ -169,8 +205,8 @@ class GpuLearner:
         return np.nonzero(self.bad_d.copy_to_host()[: self.n_owned])[0]
 
     def sync_to_host(self) -> None:
-        """Copy the device weights into ``net.w_in`` / ``net.w_ff`` (before checkpoints)."""
-        weights_to_host(self.net)
+        """Copy the device weights (and GLIF state) to the host arrays (before checkpoints)."""
+        sync_to_host(self.net)
 
     def nbytes(self) -> int:
         return int(self.n_packed * self.n_owned * self.dtype.itemsize)

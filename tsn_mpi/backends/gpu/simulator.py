@@ -8,7 +8,10 @@ ranks (or if that kernel cannot be built) a step is two launches (:func:`~.kerne
 host, are allgathered with ``comm`` and come back as the global list.  Host copies otherwise
 happen only at trial start/end; the learner reads the device traces directly.
 
-Differences from the CPU Simulator: LIF only; the default OU stimulus is always generated on
+Cell models: LIF and the built-in GLIF1-5 (parameters and state on the device, the state
+copied back into ``cell.state`` at the end of every trial and before checkpoints); custom
+(plugin) models run on the CPU only.  Other differences from the CPU Simulator: the default OU
+stimulus is always generated on
 the fly (never stored); spike inputs are summed with float atomics (see kernels.py), so results
 agree with the CPU to rounding, not bitwise.
 """
@@ -20,15 +23,15 @@ import time
 import warnings
 
 import numpy as np
-from numba import cuda
+from numba import cuda, njit
 
 from tsn_mpi import rng
 from tsn_mpi.backends.cpu.loop import draw_normals
 from tsn_mpi.backends.gpu import kernels as K
-from tsn_mpi.backends.gpu.device import shared_weights, simulated, to_device
+from tsn_mpi.backends.gpu.device import on_sync, shared_weights, simulated, to_device
 from tsn_mpi.errors import ConfigError
-from tsn_mpi.models.builtin import LIF
-from tsn_mpi.network.csr import invert_incoming
+from tsn_mpi.models.builtin import LIF, builtin_init_v
+from tsn_mpi.network.csr import codes_by_population, invert_incoming, invert_incoming_codes
 from tsn_mpi.network.stimulus import OnlineOU
 from tsn_mpi.simulate.rolling import bins_from_groups, group_counts, sample_groups
 from tsn_mpi.simulate.simulator import ROLL_NAMES, TrialResult
@@ -68,10 +71,11 @@ class GpuSimulator:
         self, cfg, d, net, cell, comm, tau_plas, sigma, host_exchange=None, fused=None,
         static_out=None,
     ) -> None:  # fmt: skip
-        if cell.model_id != LIF:
+        if not 0 <= cell.model_id <= 5:
             raise ConfigError(
-                f"neuron.model = {cfg.neuron.model!r}: only the LIF model runs on the GPU "
-                "(run.backend = 'gpu'); use run.backend = 'cpu' for GLIF or custom models"
+                f"neuron.model = {cfg.neuron.model!r}: only the built-in LIF and GLIF1-5 "
+                "models run on the GPU (run.backend = 'gpu'); use run.backend = 'cpu' for "
+                "custom cell models"
             )
         self.cfg, self.d, self.net, self.cell, self.comm = cfg, d, net, cell, comm
         n, N = net.n_owned, d.n_cells
@@ -88,10 +92,14 @@ class GpuSimulator:
         dt = float(cfg.simulation.dt)
         # static outgoing map (pre gid -> local posts) and plastic outgoing map, as on the CPU
         if static_out is None:
-            out_indptr, out_post, out_pos = invert_incoming(net.st_indptr, net.st_pre, N)
-            static_out = (out_indptr, out_post, net.st_code[out_pos], net.st_table)
-            del out_post, out_pos
-        out_indptr, out_post, out_code, table = static_out
+            out_indptr, out_post, out_code = invert_incoming_codes(
+                net.st_indptr, net.st_pre, net.st_code, N)
+            static_out = (out_indptr, out_post, out_code, net.st_table)
+            del out_post, out_code
+        out_indptr, out_post, out_code, table = static_out[:4]
+        if getattr(net, "st_by_population", False) and out_code.size == 0 and out_post.size:
+            # weights by population: the kernels index a table per synapse
+            out_code = codes_by_population(out_indptr, out_post, net.owned.start, d.n_exc)
         self.st = (
             to_device(out_indptr, np.int64),
             to_device(out_post, np.int32),
@@ -132,11 +140,20 @@ class GpuSimulator:
         fs = np.zeros((K.N_F32, n), f32)
         fs[K.F_XBAL] = np.where(exc, d.x_bal_e, d.x_bal_i).astype(f32)
         p = cell.params
-        fs[K.F_TH] = p[:, 0].astype(f32)
-        fs[K.F_VRE] = p[:, 2].astype(f32)
+        if cell.model_id == LIF:
+            fs[K.F_TH] = p[:, 0].astype(f32)
+            fs[K.F_VRE] = p[:, 2].astype(f32)
         self._fs_const = fs[[K.F_XBAL, K.F_TH, K.F_VRE]].copy()
         ds = np.zeros((K.N_F64, n), np.float64)
-        ds[K.D_INVTAU] = dt * p[:, 1].astype(f32).astype(np.float64)
+        if cell.model_id == LIF:
+            ds[K.D_INVTAU] = dt * p[:, 1].astype(f32).astype(np.float64)
+        # GLIF parameters and state, transposed (columns as models.glif); (1, 1) for LIF
+        self.cp = to_device(np.asarray(p, np.float64).T if cell.model_id != LIF else
+                            np.zeros((1, 1)))  # fmt: skip
+        st = np.asarray(cell.state, np.float64)
+        self.has_state = cell.model_id != LIF and st.shape[1] > 0
+        self.cs = to_device(st.T if self.has_state else np.zeros((1, 1)))
+        on_sync(net, "cell_state", self.state_to_host)
         sig = np.atleast_1d(np.asarray(sigma, dtype=np.float64))
         ds[K.D_SIG] = np.broadcast_to(sig, (n,)) if sig.size == 1 else sig
         ds[K.D_ITP] = 1.0 / (tau[0] if tau.size == 1 else tau[net.owned.start : net.owned.stop])
@@ -199,7 +216,12 @@ class GpuSimulator:
         gids = np.arange(self.gid0, self.gid0 + n, dtype=np.int64)
         z = draw_normals(rng.stream_states(seed, rng.V_INIT, gids, trial_key))
         fs = np.zeros((K.N_F32, n), np.float32)
-        fs[K.F_V] = _lif_init(self.cell.params, z)
+        if self.cell.model_id == LIF:
+            fs[K.F_V] = _lif_init(self.cell.params, z)
+        else:
+            fs[K.F_V] = _builtin_voltages(self.cell.model_id, self.cell.params, z)
+        if self.has_state:  # the host copy is authoritative between trials
+            self.cs.copy_to_device(np.ascontiguousarray(self.cell.state.T, np.float64))
         fs[[K.F_XBAL, K.F_TH, K.F_VRE]] = self._fs_const
         self.fs.copy_to_device(fs)
         ds = np.zeros((K.N_F64, n), np.float64)
@@ -264,6 +286,7 @@ class GpuSimulator:
         ci[K.C_NFF] = lx
         ci[K.C_NVARS] = self.n_vars if cols.size else 0
         ci[K.C_N] = n
+        ci[K.C_MODEL] = self.cell.model_id
         cf = np.zeros(K.N_CF, np.float64)
         mu, b, sg = self.ou
         cf[[K.K_DT, K.K_REFRAC, K.K_TBE, K.K_TBI, K.K_OUMU, K.K_OUB, K.K_OUSIG, K.K_ITFF]] = (
@@ -281,26 +304,27 @@ class GpuSimulator:
         self._t_done = 0
         self._nargs = (self.ci, self.cf, self.fs, self.ds, self.is_, self.us, self.tr,
                        self.r_step, self.loc, self.glob, self.stim, self.sample_group,
-                       self.roll_sel, self.roll, self.spk_steps)  # fmt: skip
-        w_in_t, w_ff_t = shared_weights(self.net)
+                       self.roll_sel, self.roll, self.spk_steps, self.cp, self.cs)  # fmt: skip
+        w_in, w_ff = shared_weights(self.net)
         self._dargs = (
             self.ci,
             self.cf,
             self.glob,
             *self.st,
             *self.pl,
-            w_in_t,
+            w_in,
             self.fs,
             self.r_ff,
             self.spk_ff,
             self.ff_base,
             self.rate_ff,
-            w_ff_t,
+            w_ff,
         )
         self._fargs = (self.ci, self.cf, self.fs, self.ds, self.is_, self.us, self.tr,
                        self.r_step, self.glob, self.stim, self.sample_group, self.roll_sel,
-                       self.roll, self.spk_steps, *self.st, *self.pl, w_in_t, self.r_ff,
-                       self.spk_ff, self.ff_base, self.rate_ff, w_ff_t)  # fmt: skip
+                       self.roll, self.spk_steps, *self.st, *self.pl, w_in, self.r_ff,
+                       self.spk_ff, self.ff_base, self.rate_ff, w_ff, self.cp,
+                       self.cs)  # fmt: skip
 
     def advance(self, t_first: int, t_last: int) -> None:
         """Run steps t_first..t_last (1-based, inclusive) of the current trial."""
@@ -387,8 +411,14 @@ class GpuSimulator:
             K.traces_at[b, th](int(t), self.needed, self.n_needed, self.tr, self.r_step, self.r_now)
         return self.r_now
 
+    def state_to_host(self) -> None:
+        """Copy the GLIF state into ``cell.state`` (a no-op for LIF)."""
+        if self.has_state:
+            self.cell.state[...] = self.cs.copy_to_host().T
+
     def finish_trial(self) -> TrialResult:
         d = self.d
+        self.state_to_host()
         is_ = self.is_.copy_to_host()
         ns = is_[K.I_NS].astype(np.int32)
         bins = None
@@ -415,6 +445,7 @@ class GpuSimulator:
 
     def trial_state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Mid-trial state after the last advanced step, keyed as the CPU ``trial_state``."""
+        self.state_to_host()
         fs, ds = self.fs.copy_to_host(), self.ds.copy_to_host()
         is_, us = self.is_.copy_to_host(), self.us.copy_to_host()
         rows = {f"trial_{k}": fs[r] for k, r in _F_ROWS.items()}
@@ -497,6 +528,19 @@ def _lif_init(params: np.ndarray, z: np.ndarray) -> np.ndarray:
     """LIF initial voltages vre + (thresh - vre) z as float32 (models.lif.lif_init_v)."""
     vre, th = params[:, 2], params[:, 0]
     return (vre + (th - vre) * z).astype(np.float32)
+
+
+def _builtin_voltages(model_id: int, params: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Initial voltages of a built-in model as float32 (as the CPU Simulator)."""
+    v = np.empty(z.size, np.float32)
+    _fill_voltages(model_id, np.ascontiguousarray(params, np.float64), z, v)
+    return v
+
+
+@njit(cache=True)
+def _fill_voltages(model_id, params, z, v):  # pragma: no cover - jitted
+    for i in range(v.size):
+        v[i] = builtin_init_v(model_id, params, i, z[i])
 
 
 def trial_state(sim: GpuSimulator):
