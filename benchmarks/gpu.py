@@ -2,17 +2,20 @@
 
     python benchmarks/gpu.py [--loops 3] [--skip-1m] [--smoke] [--out FILE]
 
-(a) The fast-mode RLS kernel (packed float32 P, one thread per neuron) for n = 58 and 90 inputs
-    (and 1M neurons at n = 90 if memory allows), as GB/s = 2 * bytes(P) / time (one read and
-    one write of P, like a copy; the kernel actually reads P twice), against the device copy
-    bandwidth (numba device-to-device copy of a 4 GB array, read + write counted).
+(a) The fast-mode RLS kernel (packed P, one warp per neuron, staged in shared memory or
+    streamed twice from device memory) for n = 58 and 90 inputs, float32 (and float16, int16,
+    float64 at n = 90; 1M neurons at n = 90 if memory allows), as GB/s = 2 * bytes(P) / time
+    (one read and one write of P, like a copy), against the device copy bandwidth (numba
+    device-to-device copy of a 4 GB array, read + write counted).
 (b) Seconds per training loop (one 2000 ms trial, 100 RLS updates) for the default config
     (4096 neurons) and the paper's 1M model (K = 512, l_exc = l_inh = 45, 90 plastic inputs),
     with GpuSimulator + GpuLearner driven like ``phases.train`` on one process; split into the
     time loop and RLS.  The network is built in-process with the CPU plugins; for the 1M model
     the default static plugin's connections (1e9 synapses, the same streams) are generated in
     parallel straight into the GPU's outgoing map (~5 GB of host memory).  The default config
-    also runs one loop with two kernel launches per step instead of the fused kernel.
+    also runs one loop with two kernel launches per step instead of the fused kernel.  As in
+    ``tsn-mpi init``, an init trial first measures each neuron's mean current, which offsets
+    its target (without it the firing rate climbs loop after loop, on the CPU as on the GPU).
 
 Prints progress lines and a table; saves benchmarks/results/gpu_<device>.json.  Parts that run
 out of device or host memory are skipped with a message.  ``--smoke`` runs tiny sizes (for
@@ -38,7 +41,7 @@ sys.path.insert(0, str(HERE.parent))
 from numba import cuda, njit, prange  # noqa: E402
 
 from tsn_mpi.backends.gpu import GpuLearner, GpuSimulator, select_device  # noqa: E402
-from tsn_mpi.backends.gpu import kernels as K  # noqa: E402
+from tsn_mpi.backends.gpu import rls as R  # noqa: E402
 from tsn_mpi.backends.gpu.device import simulated  # noqa: E402
 from tsn_mpi.comm import SerialComm  # noqa: E402
 from tsn_mpi.config import default_config, derive, from_dict  # noqa: E402
@@ -100,33 +103,38 @@ def copy_bandwidth(nbytes: int, reps: int) -> float:
     return 2 * n * 4 / best / 1e9
 
 
-def rls_bandwidth(n_owned: int, l_half: int, reps: int) -> dict:
-    """Time the packed float32 RLS kernel on n_owned neurons with m = 2 * l_half inputs."""
+def rls_bandwidth(n_owned: int, l_half: int, reps: int, dtype: str = "float32",
+                  kernel: str = "staged") -> dict:
+    """Time the packed RLS kernel (warp per neuron, ``kernel`` staged or streamed) on n_owned
+    neurons with m = 2 * l_half inputs and P of ``dtype`` (int16: scale 2^14)."""
     m = 2 * l_half
     n_rls = m
     L = n_rls * (n_rls + 1) // 2
     g = np.random.default_rng(0)
-    pre = np.empty((m, n_owned), np.int32)
+    pre = np.empty((n_owned, m), np.int32)
     for j in range(m):  # random partners, E first (as the plastic plugin)
         lo, hi = (0, n_owned // 2) if j < l_half else (n_owned // 2, n_owned)
-        pre[j] = g.integers(lo, hi, n_owned)
-    w = np.where(np.arange(m)[:, None] < l_half, 0.3, -0.3).astype(np.float32)
-    w = np.ascontiguousarray(np.broadcast_to(w, (m, n_owned)))
-    P = cuda.device_array((L, n_owned), np.float32)
+        pre[:, j] = g.integers(lo, hi, n_owned)
+    w = np.where(np.arange(m)[None, :] < l_half, 0.3, -0.3).astype(np.float32)
+    w = np.ascontiguousarray(np.broadcast_to(w, (n_owned, m)))
+    P = cuda.device_array((n_owned, L), np.dtype(dtype))
     pre_d, w_d = cuda.to_device(pre), cuda.to_device(w)
-    b, th = (1, 16) if simulated() else (-(-n_owned // 128), 128)
-    K.fill_p0[b, th](P, pre_d, w_d, 0, m, 0.8, 0.01, 1.0)
+    scale = 2.0**14 if dtype == "int16" else 1.0
+    lim = R.INT_LIMITS.get(dtype, 0)
+    R.fill_p0[-(-n_owned // 4), 128](P, pre_d, w_d, 0, m, 0.8, 0.01, 1.0, scale, lim)
     r = cuda.to_device(g.uniform(0.0, 0.05, n_owned))
     x_ff = cuda.to_device(np.zeros(1))
-    w_ff = cuda.to_device(np.zeros((1, n_owned), np.float32))
+    w_ff = cuda.to_device(np.zeros((n_owned, 1), np.float32))
     u_bal = cuda.to_device(g.normal(size=n_owned).astype(np.float32))
     target = cuda.to_device(g.normal(size=n_owned).astype(np.float32))
     bad = cuda.to_device(np.zeros(n_owned, np.uint8))
     nbad = cuda.to_device(np.zeros(1, np.int32))
-    kern = K.rls_fast_packed(0, m, "float32")
+    kern, wpb = R.rls_warp_kernel(0, m, dtype, kernel == "staged")
+    blocks = -(-n_owned // wpb)
 
     def run():
-        kern[b, th](P, pre_d, w_d, r, x_ff, w_ff, u_bal, target, 0, 0, bad, nbad)
+        kern[blocks, 32 * wpb](P, pre_d, w_d, r, x_ff, w_ff, u_bal, target, scale, 0, 0, bad,
+                               nbad)  # fmt: skip
         cuda.synchronize()
 
     t = time.perf_counter()
@@ -138,11 +146,12 @@ def rls_bandwidth(n_owned: int, l_half: int, reps: int) -> dict:
         run()
         times.append(time.perf_counter() - t)
     nb = int(nbad.copy_to_host()[0])
-    p_bytes = L * n_owned * 4
+    p_bytes = L * n_owned * np.dtype(dtype).itemsize
     best = min(times)
     P = pre_d = w_d = None  # noqa: F841 - release the device arrays
     free_device()
-    return {"n_owned": n_owned, "n_rls": n_rls, "p_gb": p_bytes / 1e9, "best_s": best,
+    return {"n_owned": n_owned, "n_rls": n_rls, "dtype": dtype, "kernel": kernel,
+            "warps_per_block": wpb, "p_gb": p_bytes / 1e9, "best_s": best,
             "median_s": float(np.median(times)), "first_call_s": first,
             "gb_s": 2 * p_bytes / best / 1e9, "bad_flags": nb}  # fmt: skip
 
@@ -192,14 +201,16 @@ def build_network(cfg, direct_static: bool):
     else:
         st = build_static(ctx, SerialComm(), partition(n, 1))
         nnz = st[1].size
+    by_pop = {"st_by_population": st[4]} if len(st) > 4 else {}
+    st = st[:4]
     log(f"  static connectivity: {nnz / 1e6:.1f} M synapses in {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
     pl_pre, w_in, w_ff = build_plastic(ctx)
     targets = build_targets(ctx).astype(np.float32)
     net = Network(n, range(n), *st, pl_pre, w_in, w_ff, targets, build_stimulus(ctx),
-                  build_ff_rates(ctx))  # fmt: skip
+                  build_ff_rates(ctx), **by_pop)  # fmt: skip
     log(f"  plastic partners and targets: {time.perf_counter() - t:.1f} s")
-    return d, net, lif(ctx), static_out, nnz
+    return d, net, lif(ctx), static_out, nnz, ctx
 
 
 def direct_static(cfg) -> bool:
@@ -209,15 +220,25 @@ def direct_static(cfg) -> bool:
 
 def time_loops(name: str, cfg, loops: int, per_step_loop: bool) -> dict:
     log(f"{name}: building the network")
-    d, net, cell, static_out, nnz = build_network(cfg, direct_static(cfg))
+    d, net, cell, static_out, nnz, ctx = build_network(cfg, direct_static(cfg))
     t = time.perf_counter()
     sim = GpuSimulator(cfg, d, net, cell, SerialComm(), cfg.neuron.tau_plas, 0.0,
                        static_out=static_out)  # fmt: skip
     del static_out
+    # as tsn-mpi init: an init trial (plastic input off) gives each neuron's mean current, the
+    # offset of its target; without it the targets sit at 0 and the rate climbs loop by loop
+    sim.start_trial("init", 0, 0)
+    sim.advance(1, d.n_steps)
+    init = sim.finish_trial()
+    init_rate = 1000.0 * float(init.ns.mean()) / d.train_time
+    ctx.init["uavg"] = init.uavg
+    net.targets = build_targets(ctx).astype(np.float32)
+    log(f"{name}: init trial {time.perf_counter() - t:.1f} s, rate {init_rate:.2f} Hz")
     learner = GpuLearner(cfg, d, net)
     cuda.synchronize()
     setup = time.perf_counter() - t
-    log(f"{name}: device setup {setup:.1f} s (P {learner.nbytes() / 1e9:.2f} GB)")
+    log(f"{name}: device setup {setup:.1f} s (P {learner.nbytes() / 1e9:.2f} GB, "
+        f"{'staged' if learner.staged else 'streamed'} RLS kernel)")  # fmt: skip
     rows = []
     for loop in range(1, loops + 2 + int(per_step_loop)):  # loop 1 includes compilation
         if loop == loops + 2:  # the extra loop: two kernel launches per step
@@ -239,6 +260,7 @@ def time_loops(name: str, cfg, loops: int, per_step_loop: bool) -> dict:
         "us_per_step": 1e6 * float(np.median([r["sim_s"] for r in timed])) / d.n_steps,
         "ms_per_rls_update": 1e3 * float(np.median([r["rls_s"] for r in timed])) / d.n_learn,
         "fused": sim._fused_kernel is not None, "fused_error": sim.fused_error,
+        "init_rate_hz": init_rate, "rls_kernel": "staged" if learner.staged else "streamed",
         "loops": rows,
     }  # fmt: skip
     if per_step_loop and len(rows) > loops + 1:
@@ -297,31 +319,39 @@ def main() -> None:
     bw = copy_bandwidth(int(copy_gb * 1e9), args.reps)
     res["copy_gb_s"] = bw
     log(f"device copy ({copy_gb:g} GB, read+write): {bw:.0f} GB/s")
-    sizes = [(64, 29), (64, 45)] if args.smoke else [(600_000, 29), (250_000, 45)]
-    if not args.skip_1m and not args.smoke:
-        sizes.append((1_000_000, 45))
+    if args.smoke:
+        sizes = [(9, 29, "float32", "staged"), (9, 29, "float32", "streamed"),
+                 (9, 4, "int16", "staged")]  # fmt: skip
+    else:
+        sizes = [(600_000, 29, "float32", "staged"), (600_000, 29, "float32", "streamed"),
+                 (250_000, 45, "float32", "staged"), (250_000, 45, "float32", "streamed"),
+                 (250_000, 45, "float16", "staged"), (250_000, 45, "int16", "staged"),
+                 (250_000, 45, "float64", "streamed")]  # fmt: skip
+        if not args.skip_1m:
+            sizes.append((1_000_000, 45, "float32", "staged"))
     res["rls"] = []
-    for n_owned, l_half in sizes:
+    for n_owned, l_half, dtype, kind in sizes:
+        what = f"RLS n={2 * l_half} {dtype} {kind}, {n_owned} neurons"
         try:
-            r = rls_bandwidth(n_owned, l_half, args.reps)
+            r = rls_bandwidth(n_owned, l_half, args.reps, dtype, kind)
         except Exception as exc:  # noqa: BLE001
             if not is_oom(exc):
                 raise
-            log(f"RLS n={2 * l_half}, {n_owned} neurons: skipped (out of memory)")
+            log(f"{what}: skipped (out of memory)")
             free_device()
             continue
         r["pct_copy"] = 100.0 * r["gb_s"] / bw
         res["rls"].append(r)
-        log(f"RLS n={r['n_rls']}, {n_owned} neurons, P {r['p_gb']:.2f} GB: {r['best_s'] * 1e3:.1f}"
-            f" ms/update, {r['gb_s']:.0f} GB/s ({r['pct_copy']:.0f}% of copy), first call "
-            f"{r['first_call_s']:.1f} s")  # fmt: skip
+        log(f"{what}, P {r['p_gb']:.2f} GB: {r['best_s'] * 1e3:.2f} ms/update, "
+            f"{r['gb_s']:.0f} GB/s ({r['pct_copy']:.0f}% of copy), first call "
+            f"{r['first_call_s']:.1f} s, bad {r['bad_flags']}")  # fmt: skip
     # (b) loops
     if args.smoke:
         models = [("micro", from_dict({
             "network": {"n_cells": 64, "p_ee": 0.4},
             "simulation": {"stim_on": 2.0, "stim_off": 4.0, "train_duration": 6.0,
                            "u0_skip_time": 1.0},
-            "learning": {"learn_every": 1.0}}))]  # fmt: skip
+            "learning": {"learn_every": 2.0}}))]  # fmt: skip
     else:
         models = [("default", default_config())]
         if not args.skip_1m:
@@ -339,11 +369,13 @@ def main() -> None:
             log(f"{label}: skipped (out of memory: {type(exc).__name__})")
             free_device()
     # table
-    print("\nRLS kernel (packed float32, one thread per neuron)", flush=True)
-    print(f"{'n':>4} {'neurons':>9} {'P GB':>7} {'ms/update':>10} {'GB/s':>7} {'% copy':>7}")
+    print("\nRLS kernel (packed P, one warp per neuron; GB/s = 2 x bytes(P) / time)", flush=True)
+    print(f"{'n':>4} {'P type':>8} {'kernel':>9} {'neurons':>9} {'P GB':>7} {'ms/update':>10} "
+          f"{'GB/s':>7} {'% copy':>7}")  # fmt: skip
     for r in res["rls"]:
-        print(f"{r['n_rls']:>4} {r['n_owned']:>9} {r['p_gb']:>7.2f} {r['best_s'] * 1e3:>10.2f} "
-              f"{r['gb_s']:>7.0f} {r['pct_copy']:>7.0f}")  # fmt: skip
+        print(f"{r['n_rls']:>4} {r['dtype']:>8} {r['kernel']:>9} {r['n_owned']:>9} "
+              f"{r['p_gb']:>7.2f} {r['best_s'] * 1e3:>10.2f} {r['gb_s']:>7.0f} "
+              f"{r['pct_copy']:>7.0f}")  # fmt: skip
     print(f"device copy: {bw:.0f} GB/s (read + write)")
     print("\nTraining loop (one process, median of timed loops)")
     print(f"{'model':>8} {'neurons':>9} {'s/loop':>8} {'time loop':>10} {'RLS':>7} "
@@ -357,6 +389,8 @@ def main() -> None:
                   f"({r['per_step_launch_us_per_step']:.1f} us/step)")  # fmt: skip
         if r.get("fused_error"):
             print(f"{'':>8} fused kernel unavailable: {r['fused_error']}")
+        rates = ", ".join(f"{x['rate_hz']:.2f}" for x in r["loops"])
+        print(f"{'':>8} rate per loop (Hz): {rates}; init trial {r['init_rate_hz']:.2f} Hz")
     tag = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "gpu"
     out = args.out or HERE / "results" / f"gpu_{'smoke_' if args.smoke else ''}{tag}.json"
     out.parent.mkdir(exist_ok=True)
