@@ -23,7 +23,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-FIELDS = ("elapsed_s", "sim_s", "exchange_s", "sync_s", "rls_s", "io_s")
+FIELDS = ("elapsed_s", "sim_s", "exchange_s", "deliver_s", "sync_s", "rls_s", "io_s",
+          "firing_rate_hz")
 
 
 def mpiexec() -> str:

@@ -11,7 +11,6 @@ from tsn_mpi.config import from_dict
 from tsn_mpi.plan import GB, MB, plan, plan_main
 
 P_TILES = "P (RLS matrices, AoSoA tiles)"
-P_ROWS = "P rows read from the checkpoint"
 
 
 def cfg(n: int = 4096, **sections):
@@ -23,8 +22,13 @@ def cfg(n: int = 4096, **sections):
 
 def test_components_positive_and_peak_is_their_sum() -> None:
     p = plan(cfg(), 2)
-    assert all(v > 0 for v in p["components"].values()), p["components"]
-    assert p["peak_bytes"] == sum(p["components"].values()) + max(p["transients"].values())
+    comp = p["components"]
+    assert all(v > 0 for k, v in comp.items() if k != "stimulus"), comp
+    assert comp["stimulus"] == 0  # the default OU stimulus is drawn online
+    total = sum(comp.values())
+    startup = total - comp[P_TILES] + p["transients"]["start-up, before P exists (incoming lists)"]
+    running = total + max(v for k, v in p["transients"].items() if not k.startswith("start-up"))
+    assert p["peak_bytes"] == max(startup, running)
     assert p["n_owned"] == 2048 and p["k"] == 205 and p["n_plastic"] == 58
     assert p["p_length"] == 58 * 59 // 2
     assert p["seconds_per_loop"] > 0 and all(v >= 0 for v in p["time"].values())
@@ -32,10 +36,10 @@ def test_components_positive_and_peak_is_their_sum() -> None:
 
 def test_p_scales_with_neurons_per_rank() -> None:
     fixed = {"l_exc": 20, "l_inh": 20}  # same RLS size for every N
-    one = plan(cfg(8192, plastic=fixed), 1)["components"][P_ROWS]
-    two = plan(cfg(8192, plastic=fixed), 2)["components"][P_ROWS]
-    four = plan(cfg(8192, plastic=fixed), 4)["components"][P_ROWS]
-    double_n = plan(cfg(16384, plastic=fixed), 2)["components"][P_ROWS]
+    one = plan(cfg(8192, plastic=fixed), 1)["components"][P_TILES]
+    two = plan(cfg(8192, plastic=fixed), 2)["components"][P_TILES]
+    four = plan(cfg(8192, plastic=fixed), 4)["components"][P_TILES]
+    double_n = plan(cfg(16384, plastic=fixed), 2)["components"][P_TILES]
     assert one == 2 * two == 4 * four
     assert double_n == 2 * two
     assert two == 4096 * (40 * 41 // 2) * 4
@@ -45,30 +49,29 @@ def test_p_scales_with_neurons_per_rank() -> None:
 
 
 def test_p_layout_precision_and_small_mode() -> None:
-    base = plan(cfg(), 1)["components"][P_ROWS]
-    assert plan(cfg(learning={"p_precision": "float16"}), 1)["components"][P_ROWS] == base // 2
-    assert plan(cfg(learning={"p_precision": "float64"}), 1)["components"][P_ROWS] == 2 * base
-    full = plan(cfg(learning={"p_storage": "full"}), 1)["components"][P_ROWS]
+    base = plan(cfg(), 1)["components"][P_TILES]
+    assert plan(cfg(learning={"p_precision": "float16"}), 1)["components"][P_TILES] == base // 2
+    assert plan(cfg(learning={"p_precision": "float64"}), 1)["components"][P_TILES] == 2 * base
+    full = plan(cfg(learning={"p_storage": "full"}), 1)["components"][P_TILES]
     assert full == 4096 * 58 * 58 * 4
     small = plan(cfg(learning={"mode": "small"}), 1)
-    assert P_TILES not in small["components"] and P_ROWS not in small["components"]
+    assert P_TILES not in small["components"]
     assert small["components"]["small-mode trace history"] == 10 * 4096 * 8
 
 
 def test_connectivity_scales_with_k() -> None:
     a = plan(cfg(4096, network={"p_ee": 0.05}), 1)["components"]
     b = plan(cfg(4096, network={"p_ee": 0.1}), 1)["components"]
-    inc_a = a["static connectivity, incoming"] - 4097 * 8
-    inc_b = b["static connectivity, incoming"] - 4097 * 8
-    assert inc_a == 4096 * 2 * 102 * 5 and inc_b == 4096 * 2 * 205 * 5
+    out_a = a["static connectivity (outgoing map)"] - 4097 * 8
+    out_b = b["static connectivity (outgoing map)"] - 4097 * 8
+    # 4 bytes per synapse: the default weights depend only on the populations
+    assert out_a == 4096 * 2 * 102 * 4 and out_b == 4096 * 2 * 205 * 4
 
 
-def test_stimulus_precomputed_below_one_gib_only() -> None:
-    small = plan(cfg(4096), 1)["components"]["stimulus"]
-    assert small == 1 * 2000 * 4096 * 4
-    big = plan(cfg(200_000), 1)["components"]["stimulus"]  # 1.6 GB > 1 GiB: generated online
-    assert big == 0
-    assert plan(cfg(200_000), 2)["components"]["stimulus"] == 2000 * 100_000 * 4
+def test_stimulus_online_unless_a_plugin_returns_arrays(tmp_path) -> None:
+    assert plan(cfg(200_000), 1)["components"]["stimulus"] == 0
+    arrays = cfg(4096, stimulus={"plugin": "mystim.py:stim"})
+    assert plan(arrays, 2)["components"]["stimulus"] == 2000 * 2048 * 4
 
 
 def test_fits_or_not() -> None:
@@ -78,8 +81,12 @@ def test_fits_or_not() -> None:
     assert not tight["fits"]
     p = plan(c, 4, node_mem_bytes=64 * GB, ranks_per_node=2)
     assert p["node_bytes"] == 2 * p["peak_bytes"]
-    big = plan(cfg(100_000), 2, node_mem_bytes=24 * GB)
-    assert not big["fits"] and big["peak_bytes"] > 20 * GB
+    paper = cfg(1_000_000, network={"p_ee": 512 / 500_000}, plastic={"l_exc": 45, "l_inh": 45})
+    big = plan(paper, 2, node_mem_bytes=24 * GB)  # float32 P alone is 16.4 GB
+    assert not big["fits"] and big["peak_bytes"] > 12 * GB
+    half = cfg(1_000_000, network={"p_ee": 512 / 500_000}, plastic={"l_exc": 45, "l_inh": 45},
+               learning={"p_precision": "float16"})
+    assert plan(half, 2, node_mem_bytes=24 * GB)["fits"]
 
 
 def test_time_model_terms() -> None:

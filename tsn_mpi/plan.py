@@ -5,17 +5,16 @@
 (``n = ceil(N/R)``) as the arrays the code allocates, in bytes:
 
 - **P**: fast mode ``ceil(n/32)*32 x L x bytes(p_precision)`` (AoSoA tiles of 32 neurons,
-  ``L = n_rls(n_rls+1)/2`` packed or ``n_rls**2`` full); ``train`` also keeps the rows it read
-  from the checkpoint (``n x L``) for the whole run.  Small mode: no P, the history
+  ``L = n_rls(n_rls+1)/2`` packed or ``n_rls**2`` full).  Small mode: no P, the history
   ``H x (N + LX) x 8``.
 - **static connectivity**: ``nnz = n x 2K`` synapses (fixed out-degree 2K, so mean in-degree
-  2K); incoming CSR int32 pre + uint8 code (5 B/synapse) + int64 indptr over n+1, and the
-  outgoing map built when training starts (int32 post + uint8 code, int64 indptr over N+1).
+  2K), kept once, as the outgoing map the time loop reads: int32 local post (4 B/synapse) and an
+  int64 indptr over all N presynaptic ids; a uint8 code per synapse only when a custom plugin's
+  weights do not follow the populations (the default's four weights are looked up by type).
 - **plastic**: pre int32 + w float32 (n x m), w_ff float32 (n x LX), outgoing map post int32 +
-  slot int32 per synapse + int64 indptr over N+1, and the needed presynaptic ids (int64).
-- **targets** ``ntasks x n_learn x n x 4``; **stimulus** ``ntasks x n_stim x n x 4``: a custom
-  plugin's array, and also the default online OU, which the simulator precomputes (same
-  float32 values) whenever that takes at most 1 GiB per rank; above it costs nothing.
+  slot uint8 per synapse + int64 indptr over N+1, and the needed presynaptic ids (int64).
+- **targets** ``ntasks x n_learn x n x 4``; **stimulus**: nothing for the default OU (drawn
+  online from each neuron's stream), ``ntasks x n_stim x n x 4`` for a plugin's array.
 - **neuron state**: about 18 arrays of n float32/float64/uint64 (144 B/neuron) plus the rolling
   average sums (n_groups x n x 8, groups = distinct bin ranges, ~n_learn + 2*wid/learn_every).
 - **traces**: r, last step, r_now (N float64/int64) and the pending list (N int32).
@@ -25,9 +24,11 @@
   time loop that calls MPI cannot be cached, so it is compiled at start: +60 MB).  On
   another installation this differs (the GPU machine's Python 3.12 image: 255 MB).
 
-Transients on top (the largest counts): building the outgoing maps (int64 position per static
-and plastic synapse), the checkpoint written after the last loop (P as rows, ``n x L``) and the
-per-trial correlation bins (2 x n_learn x n x 8).  Peak = persistent + largest transient.
+Transients: at start-up, before P is allocated, the incoming static lists read from
+network.h5 (int32 pre per synapse) and the plastic map being built; while training, P moves
+between tiles and files in blocks of at most 1 GiB (checkpoints) and the per-trial
+correlation bins (2 x n_learn x n x 8).  Peak = the larger of start-up (persistent - P +
+start-up transient) and running (persistent + largest running transient).
 
 Seconds per loop = neuron updates + synaptic events + RLS + per-step collective:
 
@@ -62,6 +63,7 @@ overhead and the checkpoint buffers.  There is no GPU backend yet, so GPU number
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -71,7 +73,7 @@ MB = 1_000_000
 GB = 1_000_000_000
 
 TILE_W = 32                     # neurons per AoSoA tile (tsn_mpi.learn.packed.TILE_W)
-STIM_PRECOMPUTE_BYTES = 1 << 30  # tsn_mpi.simulate.simulator.STIM_PRECOMPUTE_BYTES
+IO_BLOCK = 1 << 30              # bytes of P converted per checkpoint write call (io.h5)
 OVERHEAD_SERIAL = 172 * MB      # peak RSS of a 256-neuron train, one process
 OVERHEAD_MPI = 232 * MB         # the same per rank under mpiexec -n 2
 OVERHEAD_GPU = 600 * MB         # + CUDA context and cupy (a guess: no GPU backend yet)
@@ -86,7 +88,15 @@ RLS_GBS_THREAD = 6.5            # GB/s of P per thread (fused tiled RLS kernel)
 RLS_GBS_NODE = 12.0             # GB/s of P per node (2 threads; memory-bound)
 CKPT_GBS = 0.2                  # GB/s of P written to a checkpoint (all ranks together)
 GPU_MEM_BYTES = 80 * GB         # default memory of one GPU
-GPU_RLS_GBS = 1500.0            # GB/s of P on a GPU (HBM; a model, not measured)
+GPU_RLS_GBS = 265.0             # GB/s of P on an H100 (530 GB/s read+write, measured)
+GPU_STEP_S = 10.7e-6            # s per step, fused time loop on one GPU (H100, 4096 neurons)
+GPU_STEP_MULTI_S = 183e-6       # s per step with two launches + host allgather (H100)
+GPU_NEURON_S = 7.1e-11          # s per neuron-step on a GPU ((81.6-10.7) us / 1M, H100)
+GPU_EVENT_S = 0.0               # GPU deliveries are inside GPU_NEURON_S (K = 512 measured)
+C_SPIKE = 10e-9                 # s per spike of the network looked up by each rank (estimate)
+SHM_GBS = 10.0                  # GB/s of an allgather inside one node (shared memory)
+NET_GBS = 12.0                  # GB/s per node of a cluster interconnect (100 Gb/s class)
+LAT_NET_DOUBLING = 2.0e-6       # s per doubling of ranks, cluster allgather (recursive doubling)
 
 P_BYTES = {"float64": 8, "float32": 4, "float16": 2}
 
@@ -109,20 +119,26 @@ def _n_groups(cfg, d) -> int:
     return int(sample_groups(cfg, d)[1].shape[0])
 
 
+def _default_static(cfg) -> bool:
+    return cfg.network.static_plugin == "tsn_mpi.network.static:erdos_renyi"
+
+
 def _default_stimulus(cfg) -> bool:
     return cfg.stimulus.plugin == "tsn_mpi.network.stimulus:ornstein_uhlenbeck"
 
 
 def plan(cfg, ranks: int, gpu: bool = False, node_mem_bytes: int | None = None,
          ranks_per_node: int | None = None, cores_per_node: int | None = None,
-         rate_hz: float | None = None, gpu_mem_bytes: int | None = None) -> dict[str, Any]:
+         rate_hz: float | None = None, gpu_mem_bytes: int | None = None,
+         constants: dict[str, float] | None = None) -> dict[str, Any]:
     """Predict per-rank memory (bytes, by component) and seconds per training loop.
 
     ``cfg``: a validated Config.  ``ranks``: MPI ranks in total; ``ranks_per_node`` (default
     all of them) share a node of ``node_mem_bytes`` (default this machine's MemTotal) and
     ``cores_per_node`` cores (default this machine's).  ``gpu``: one GPU per rank.
     ``rate_hz``: mean firing rate (default 5 Hz; :func:`plan_main` reads init's from
-    network.h5).  ``gpu_mem_bytes``: memory of one GPU (default 80 GB).
+    network.h5).  ``gpu_mem_bytes``: memory of one GPU (default 80 GB).  ``constants``:
+    overrides of this module's cost constants by name (e.g. a cluster's ``NET_GBS``).
     Returns a dict: ``components`` and ``transients`` (name -> bytes per rank),
     ``peak_bytes`` per rank, ``node_bytes``, ``fits``, ``time`` (name -> s per loop),
     ``seconds_per_loop``, ``checkpoint_s`` and the sizes used.
@@ -148,21 +164,19 @@ def plan(cfg, ranks: int, gpu: bool = False, node_mem_bytes: int | None = None,
     nnz = n * 2 * d.k
     n_stim = max(d.n_stim_steps, 1)
 
+    by_pop = _default_static(cfg)  # weights by population: no per-synapse code
+    syn_b = 4 if by_pop else 5
+    slot_b = 1 if m <= 256 else (2 if m <= 65536 else 4)
     comp: dict[str, int] = {}
     if fast:
         comp["P (RLS matrices, AoSoA tiles)"] = -(-n // TILE_W) * TILE_W * length * pb
-        comp["P rows read from the checkpoint"] = n * length * pb
     else:
         comp["small-mode trace history"] = d.history * (N + lx) * 8
-    comp["static connectivity, incoming"] = nnz * 5 + (n + 1) * 8
-    comp["static connectivity, outgoing map"] = nnz * 5 + (N + 1) * 8
-    comp["plastic connectivity"] = (n * m * (4 + 4) + n * lx * 4 + n * m * (4 + 4)
+    comp["static connectivity (outgoing map)"] = nnz * syn_b + (N + 1) * 8
+    comp["plastic connectivity"] = (n * m * (4 + 4) + n * lx * 4 + n * m * (4 + slot_b)
                                     + (N + 1) * 8 + min(N, n * m) * 8)
     comp["targets"] = d.ntasks * d.n_learn * n * 4
-    stim = d.ntasks * n_stim * n * 4
-    if _default_stimulus(cfg) and stim > STIM_PRECOMPUTE_BYTES:
-        stim = 0
-    comp["stimulus"] = stim
+    comp["stimulus"] = 0 if _default_stimulus(cfg) else d.ntasks * n_stim * n * 4
     comp["neuron state"] = n * STATE_BYTES_PER_NEURON + _n_groups(cfg, d) * n * 8
     comp["traces"] = N * (8 + 8 + 8 + 4)
     cap = max(n, 1) if ranks == 1 else max(64, int(4 * n * 20.0 * cfg.simulation.dt / 1000) + 16)
@@ -172,42 +186,66 @@ def plan(cfg, ranks: int, gpu: bool = False, node_mem_bytes: int | None = None,
         overhead += OVERHEAD_GPU
     comp["interpreter, numba, h5py, MPI"] = overhead
 
+    # transients: the simulator is built (and the incoming lists dropped) before P exists;
+    # P moves between tiles and files in blocks of at most ~1 GiB
     trans = {
-        "building the outgoing maps": nnz * 8 + n * m * (8 + 8 + 4 + 1),
-        "checkpoint after the last loop": n * length * pb if fast else 0,
+        "start-up, before P exists (incoming lists)":
+            nnz * syn_b + (n + 1) * 8 + n * m * (8 + 8),
+        "checkpoint and P conversion blocks": min(n * length * pb, IO_BLOCK) if fast else 0,
         "correlation bins": 2 * d.n_learn * n * 8,
     }
     persistent = sum(comp.values())
-    transient_name = max(trans, key=lambda k: trans[k])
-    peak = persistent + trans[transient_name]
+    p_all = comp.get("P (RLS matrices, AoSoA tiles)", 0)
+    startup_name = next(iter(trans))
+    peaks = {k: persistent + v - (p_all if k == startup_name else 0) for k, v in trans.items()}
+    transient_name = max(peaks, key=lambda k: peaks[k])
+    peak = peaks[transient_name]
 
     device = 0
     gpu_mem = int(gpu_mem_bytes or GPU_MEM_BYTES)
     if gpu:
-        on_device = [k for k in comp if k not in (
-            "P rows read from the checkpoint", "interpreter, numba, h5py, MPI")]
+        on_device = [k for k in comp if k != "interpreter, numba, h5py, MPI"]
         device = sum(comp[k] for k in on_device) + trans["correlation bins"]
-        host_peak = (comp["interpreter, numba, h5py, MPI"]
-                     + comp.get("P rows read from the checkpoint", 0)
-                     + max(trans["checkpoint after the last loop"],
-                           trans["building the outgoing maps"] + comp[
-                               "static connectivity, incoming"]))
+        host_peak = (comp["interpreter, numba, h5py, MPI"] + comp["traces"]
+                     + max(trans["checkpoint and P conversion blocks"],
+                           nnz * syn_b * 2 + (N + n) * 8))
         peak = host_peak
     node_bytes = peak * rpn
 
     threads = max(1, cores // rpn)
+    c = {k: v for k, v in globals().items() if k.isupper()} | dict(constants or {})
+    nodes = -(-ranks // rpn)
+    t_trial = d.train_time / 1000.0
     t: dict[str, float] = {}
-    t["neuron updates"] = d.n_steps * n * C_NEURON
-    t["synaptic events"] = n * rate * d.train_time / 1000.0 * (2 * d.k + m) * C_EVENT
+    if gpu:
+        # fused kernel per chunk on one GPU; two launches + a host allgather per step on several
+        step = c["GPU_STEP_S"] if ranks == 1 else c["GPU_STEP_MULTI_S"]
+        t["neuron updates"] = d.n_steps * (step + n * c["GPU_NEURON_S"])
+        t["synaptic events"] = n * rate * t_trial * (2 * d.k + m) * c["GPU_EVENT_S"]
+    else:
+        t["neuron updates"] = d.n_steps * n * c["C_NEURON"]
+        t["synaptic events"] = n * rate * t_trial * (2 * d.k + m) * c["C_EVENT"]
+    # every rank looks up every spike of the network in its outgoing maps: O(N) per rank
+    t["spike lookups (all N)"] = N * rate * t_trial * c["C_SPIKE"] if ranks > 1 else 0.0
     p_bytes_loop = d.n_learn * n * length * pb if fast else d.n_learn * n * (nr * nr) * 8
     if gpu:
-        t["RLS"] = p_bytes_loop / (GPU_RLS_GBS * GB)
+        t["RLS"] = p_bytes_loop / (c["GPU_RLS_GBS"] * GB)
     else:
-        bw = min(threads * RLS_GBS_THREAD, RLS_GBS_NODE / rpn) * GB
+        bw = min(threads * c["RLS_GBS_THREAD"], c["RLS_GBS_NODE"] / rpn) * GB
         t["RLS"] = p_bytes_loop / bw
-    lat = 0.0 if ranks == 1 else (LAT_MPI if rpn <= cores else LAT_OVERSUBSCRIBED)
-    t["per-step overhead and allgather"] = d.n_steps * (C_STEP + lat)
-    ckpt = (ranks * n * length * pb) / (CKPT_GBS * GB) if fast else 0.0
+    # one allgather per step of a fixed buffer of cap+1 ids from every rank
+    recv_bytes = ranks * (cap + 1) * 4
+    if ranks == 1:
+        lat, vol_gbs = 0.0, c["SHM_GBS"]
+    elif nodes == 1:
+        lat = c["LAT_MPI"] if rpn <= cores else c["LAT_OVERSUBSCRIBED"]
+        vol_gbs = c["SHM_GBS"]
+    else:
+        lat = c["LAT_NET_DOUBLING"] * math.ceil(math.log2(ranks))
+        vol_gbs = c["NET_GBS"]
+    t["per-step overhead and allgather"] = d.n_steps * (
+        (0.0 if gpu else c["C_STEP"]) + lat + (recv_bytes / (vol_gbs * GB) if ranks > 1 else 0))
+    ckpt = (ranks * n * length * pb) / (c["CKPT_GBS"] * GB) if fast else 0.0
 
     return {
         "ranks": ranks, "ranks_per_node": rpn, "threads_per_rank": threads, "gpu": gpu,

@@ -49,8 +49,11 @@ def test_lazy_rows_written_and_read_back_in_pieces(tmp_path, monkeypatch):
     p = np.random.default_rng(2).normal(size=(95, 7)).astype(np.float32)
     tiles = rows_to_tiles(p, 32)
     path = tmp_path / "ck.h5"
+    view, calls = tile_rows(tiles, 95), []
+    counted = LazyRows(95, 7, view.dtype, lambda lo, hi: calls.append(hi - lo) or view[lo:hi])
     write_checkpoint(path, SerialComm(), range(95), 95, {"model_hash": "x"},
-                     {"P": tile_rows(tiles, 95), "w_in": np.ones((95, 2), np.float32)}, {})
+                     {"P": counted, "w_in": np.ones((95, 2), np.float32)}, {})
+    assert len(calls) == 10 and max(calls) == 10  # never materialised whole
     _, plain, _ = read_checkpoint(path, range(95), {"model_hash": "x"})
     assert np.array_equal(plain["P"], p)
     _, lazy, _ = read_checkpoint(path, range(20, 60), {"model_hash": "x"}, lazy=("P",))

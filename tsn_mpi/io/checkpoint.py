@@ -35,7 +35,9 @@ def write_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5.create(path, comm, attrs={"format": FORMAT, **attrs}) as w:
         for name, arr in rows.items():
-            w.write_rows(f"rows/{name}", np.ascontiguousarray(arr), owned.start, n_cells)
+            if not isinstance(arr, LazyRows):  # LazyRows are converted block by block
+                arr = np.ascontiguousarray(arr)
+            w.write_rows(f"rows/{name}", arr, owned.start, n_cells)
         for name, arr in globals_.items():
             w.write_global(f"global/{name}", np.ascontiguousarray(arr))
 
