@@ -1,12 +1,15 @@
 """Small mode (no stored P, spec §4.5) against fast mode: memory per neuron, speed, learning.
 
-    python benchmarks/small_mode.py [--nloops 100] [--fast-loops 6] [--work DIR] [--quick]
+    python benchmarks/small_mode.py [--nloops 100] [--fast-loops 100] [--window-loops 50]
+        [--before-rev REV] [--work DIR] [--quick]
 
 For each mode it runs ``tsn-mpi new`` + ``init`` of the default model (seed 1) with
-``learning.mode`` set, then trains in a child process, which reports its peak RSS, s/loop
-(median of loops 2..N; loop 1 loads the compiled kernels) and the learning curve.  Small mode
-trains ``--nloops`` loops (the acceptance check: mean correlation at loops 98-100 >= 0.6),
-fast mode ``--fast-loops`` (its 100-loop curve is ``benchmarks/train_default.py``'s).
+``learning.mode`` set, then trains in a child process, which reports its peak RSS (VmHWM),
+s/loop (median of loops 2..N; loop 1 loads the compiled kernels) and the learning curve.
+Small mode trains ``--nloops`` loops (the acceptance check: mean correlation at loops 98-100
+>= 0.6), fast mode ``--fast-loops``, and small mode without the running-mean row
+(``learning.history_mean = false``, the reference's window-only small mode) ``--window-loops``
+(it diverges after ~45 loops, and its loops slow down as the firing rate climbs).
 
 Memory: the learner's arrays (fast: P in tiles; small: the trace history) as ``train`` builds
 them, every array of the live objects per neuron (``memory_per_neuron.build_live`` /
@@ -60,6 +63,16 @@ def set_learning(run_dir: Path, mode: str, history_mean: bool) -> None:
     path.write_text(head + sep + tail)
 
 
+def vm_hwm() -> int:
+    """Peak RSS of this process since its exec (VmHWM; ru_maxrss would include the parent's
+    RSS at fork, which Linux carries across exec)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def child(run_dir: Path, nloops: int, out: Path) -> None:
     """Train nloops loops in this process; write peak RSS and the curve to out (JSON)."""
     import tsn_mpi
@@ -68,7 +81,7 @@ def child(run_dir: Path, nloops: int, out: Path) -> None:
     with open("/proc/self/statm") as fh:
         rss_end = int(fh.read().split()[1]) * resource.getpagesize()
     res = dict(
-        peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        peak_rss_bytes=vm_hwm(),
         rss_end_bytes=rss_end,
         curve={k: np.asarray(v).tolist() for k, v in curve.items()},
     )
@@ -232,10 +245,41 @@ def kernel_times(n_owned: int, m: int, H: int, reps: int, before=None) -> dict:
     )
 
 
+def measure_kernels(res: dict, args: argparse.Namespace) -> None:
+    """res["kernels"]: kernel_times at the default model's m and at m = 90, with all numba
+    threads and with one (less sensitive to other jobs on the machine)."""
+    import numba
+
+    before = load_rls_at(args.before_rev) if args.before_rev else None
+    res["kernels_before_rev"] = args.before_rev
+    window, m0 = res["history_window"], res["modes"]["small"]["memory"]["m"]
+    res["kernels"] = []
+    nt = numba.get_num_threads()
+    for threads in (nt, 1) if nt > 1 else (nt,):
+        numba.set_num_threads(threads)
+        for m in (m0, M_1M):
+            res["kernels"].append(dict(kernel_times(4096, m, window, args.reps, before),
+                                       threads=threads))  # fmt: skip
+    numba.set_num_threads(nt)
+    res["loadavg_kernels_end"] = os.getloadavg()
+
+
+def print_kernels(res: dict) -> None:
+    print("\nRLS kernels alone, 4096 synthetic neurons, benchmark mode: s per learning step "
+          "(best of the alternating reps), and RLS s/loop projected to 1M neurons")  # fmt: skip
+    kinds = list(res["kernels"][0]["s_per_step"])
+    print(f"{'thr':>4}{'m':>4}" + "".join(f"{k:>19}" for k in kinds) + f"{'1M s/loop':>11}"
+          + "".join(f"{k[:12]:>13}" for k in kinds[1:]))  # fmt: skip
+    for k in res["kernels"]:
+        t, p1 = k["s_per_step"], k["rls_s_per_loop_1m"]
+        print(f"{k['threads']:>4}{k['m']:>4}" + "".join(f"{t[x]:19.5f}" for x in kinds)
+              + f"{p1['fast']:11.0f}" + "".join(f"{p1[x]:13.0f}" for x in kinds[1:]))  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nloops", type=int, default=100, help="small-mode training loops")
-    ap.add_argument("--fast-loops", type=int, default=6, help="fast-mode loops (timing)")
+    ap.add_argument("--fast-loops", type=int, default=100, help="fast-mode loops")
     ap.add_argument("--window-loops", type=int, default=50,
                     help="loops of small mode without the mean row (the reference's; 0: skip)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/tsn-small-mode"))
@@ -244,6 +288,8 @@ def main() -> None:
     ap.add_argument("--before-rev", default="",
                     help="also time small mode's kernel as of this git revision")
     ap.add_argument("--quick", action="store_true", help="3 small-mode loops, fewer reps")
+    ap.add_argument("--kernels-only", action="store_true",
+                    help="re-time the kernels only, into the existing results file")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -251,6 +297,15 @@ def main() -> None:
         return
     if args.quick:
         args.nloops, args.fast_loops, args.reps, args.window_loops = 3, 3, 2, 3
+    path = HERE / "results" / ("small_mode_quick.json" if args.quick else "small_mode.json")
+    if args.kernels_only:
+        res = json.loads(path.read_text())
+        res["loadavg_kernels_start"] = os.getloadavg()
+        measure_kernels(res, args)
+        print_kernels(res)
+        path.write_text(json.dumps(res, indent=1, default=float) + "\n")
+        print(f"\nwrote {path}")
+        return
     import numba
 
     import tsn_mpi
@@ -281,11 +336,8 @@ def main() -> None:
     res["history_window"] = sm["history_window"]
     full = modes["fast"]["memory"]["all_arrays"]
     res["projection_1m"] = projection_1m(history, args.ranks_1m, full and full["sizes"])
-    before = load_rls_at(args.before_rev) if args.before_rev else None
-    res["kernels_before_rev"] = args.before_rev
-    res["kernels"] = [kernel_times(4096, m, sm["history_window"], args.reps, before)
-                      for m in (sm["m"], M_1M)]  # fmt: skip
     res["loadavg_end"] = os.getloadavg()
+    measure_kernels(res, args)
 
     names = list(modes)
     print(f"\ndefault model, N = {sm['N']}, m = {sm['m']}, history rows = {history} "
@@ -317,15 +369,7 @@ def main() -> None:
     ]  # fmt: skip
     for label, get, fmt in table:
         print(f"{label:<34}" + "".join(f"{fmt.format(get(modes[nm])):>20}" for nm in names))
-    print("\nRLS kernels alone, 4096 synthetic neurons, benchmark mode: s per learning step, "
-          "and RLS s/loop projected to 1M neurons on these threads")  # fmt: skip
-    kinds = list(res["kernels"][0]["s_per_step"])
-    print(f"{'m':>4}" + "".join(f"{k:>20}" for k in kinds) + f"{'1M s/loop':>12}"
-          + "".join(f"{k[:14]:>15}" for k in kinds[1:]))  # fmt: skip
-    for k in res["kernels"]:
-        t, p1 = k["s_per_step"], k["rls_s_per_loop_1m"]
-        print(f"{k['m']:>4}" + "".join(f"{t[x]:20.5f}" for x in kinds) + f"{p1['fast']:12.0f}"
-              + "".join(f"{p1[x]:15.0f}" for x in kinds[1:]))  # fmt: skip
+    print_kernels(res)
     print(f"\n1M-neuron model (m = {M_1M}, {history} history rows): learner bytes per neuron, "
           "GB per rank")
     print(f"{'':<10}{'fast P':>10}{'small hist':>12}{'fast GB':>10}{'small GB':>10}"
@@ -336,8 +380,6 @@ def main() -> None:
         print(f"{key:<10}{p['fast_P_bytes_per_neuron']:10.0f}"
               f"{p['small_history_bytes_per_neuron']:12.0f}{p['fast_P_gb_per_rank']:10.2f}"
               f"{p['small_history_gb_per_rank']:10.2f}{tail}")  # fmt: skip
-    name = "small_mode_quick.json" if args.quick else "small_mode.json"
-    path = HERE / "results" / name
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(res, indent=1, default=float) + "\n")
     print(f"\nwrote {path}")
