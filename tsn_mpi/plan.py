@@ -6,7 +6,7 @@
 
 - **P**: fast mode ``ceil(n/32)*32 x L x bytes(p_precision)`` (AoSoA tiles of 32 neurons,
   ``L = n_rls(n_rls+1)/2`` packed or ``n_rls**2`` full).  Small mode: no P, the history
-  ``H x (N + LX) x 8``.
+  ``(H + 1) x (N + LX) x 8`` (the window and the running mean row).
 - **static connectivity**: ``nnz = n x 2K`` synapses (fixed out-degree 2K, so mean in-degree
   2K), kept once, as the outgoing map the time loop reads: int32 local post (4 B/synapse) and an
   int64 indptr over all N presynaptic ids; a uint8 code per synapse only when a custom plugin's
@@ -88,10 +88,10 @@ RLS_GBS_THREAD = 6.5            # GB/s of P per thread (fused tiled RLS kernel)
 RLS_GBS_NODE = 12.0             # GB/s of P per node (2 threads; memory-bound)
 CKPT_GBS = 0.2                  # GB/s of P written to a checkpoint (all ranks together)
 GPU_MEM_BYTES = 80 * GB         # default memory of one GPU
-GPU_RLS_GBS = 265.0             # GB/s of P on an H100 (530 GB/s read+write, measured)
-GPU_STEP_S = 10.7e-6            # s per step, fused time loop on one GPU (H100, 4096 neurons)
-GPU_STEP_MULTI_S = 183e-6       # s per step with two launches + host allgather (H100)
-GPU_NEURON_S = 7.1e-11          # s per neuron-step on a GPU ((81.6-10.7) us / 1M, H100)
+GPU_RLS_GBS = 897.0             # GB/s of P, warp-per-neuron kernel (H200: 1794 GB/s r+w, 1M)
+GPU_STEP_S = 10.5e-6            # s per step, fused time loop on one GPU (H200, 4096 neurons)
+GPU_STEP_MULTI_S = 178e-6       # s per step with two launches + host allgather (H200)
+GPU_NEURON_S = 6.95e-11         # s per neuron-step on a GPU ((80 - 10.5) us / 1M, H200)
 GPU_EVENT_S = 0.0               # GPU deliveries are inside GPU_NEURON_S (K = 512 measured)
 C_SPIKE = 10e-9                 # s per spike of the network looked up by each rank (estimate)
 SHM_GBS = 10.0                  # GB/s of an allgather inside one node (shared memory)
@@ -171,7 +171,8 @@ def plan(cfg, ranks: int, gpu: bool = False, node_mem_bytes: int | None = None,
     if fast:
         comp["P (RLS matrices, AoSoA tiles)"] = -(-n // TILE_W) * TILE_W * length * pb
     else:
-        comp["small-mode trace history"] = d.history * (N + lx) * 8
+        rows = d.history + (1 if getattr(lr, "history_mean", False) else 0)  # + the mean row
+        comp["small-mode trace history"] = rows * (N + lx) * 8
     comp["static connectivity (outgoing map)"] = nnz * syn_b + (N + 1) * 8
     comp["plastic connectivity"] = (n * m * (4 + 4) + n * lx * 4 + n * m * (4 + slot_b)
                                     + (N + 1) * 8 + min(N, n * m) * 8)

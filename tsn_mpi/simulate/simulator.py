@@ -83,6 +83,11 @@ class Simulator:
         del pl_o_pos, pos_valid
         self.plastic_out = (pl_o_indptr, pl_o_post, slot, net.w_in)
         self.needed = np.unique(flat[valid]).astype(np.int64)
+        if cfg.learning.mode == "small":
+            # the small-mode history stores whole trace vectors and checkpoints rank 0's copy:
+            # every rank evaluates every trace so the rows are the same on all ranks (a resume
+            # on another partition reads the inputs its neurons need), O(N) per learning step
+            self.needed = np.arange(N, dtype=np.int64)
         # traces: lazily advanced presynaptic r for every gid (O(N) memory, O(spikes) work)
         dt = cfg.simulation.dt
         tau = np.atleast_1d(np.asarray(tau_plas, dtype=np.float64))
