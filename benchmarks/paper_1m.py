@@ -33,10 +33,13 @@ def mpiexec() -> str:
 
 
 def run_phase(ranks: int, phase: str, run_dir: Path, *extra: str) -> dict:
+    """``mpiexec -n ranks`` one phase with cores/ranks numba threads per rank (no more threads
+    than cores: idle OpenMP threads spinning would steal the other ranks' time loop)."""
     cmd = [mpiexec(), "-n", str(ranks), sys.executable, str(HERE / "_phase_ranks.py"),
            str(ranks), phase, str(run_dir), *extra]  # fmt: skip
+    env = dict(os.environ, NUMBA_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // ranks)))
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     wall = time.perf_counter() - t0
     sys.stdout.write(proc.stdout.replace("RESULT ", "  result: ")[:4000])
     if proc.returncode != 0:

@@ -2,7 +2,7 @@
 
 For each R, ``mpiexec -n R`` runs init and then ``train`` for a few loops of a network of
 ``R * n0`` neurons with K static inputs per population (``p_ee = K / Ne``) and the default
-plastic inputs; one numba thread per rank (``NUMBA_NUM_THREADS = max(1, cores // R)``).
+plastic inputs, ``NUMBA_NUM_THREADS = max(1, cores // R)`` per rank.
 Prints s/loop with its split (time loop, of which the per-step allgather incl. waiting and
 the spike delivery; RLS; sync; I/O) as means over loops 2..N, and the cost model's
 prediction (``tsn_mpi.plan``) next to it.  On this 2-core machine R = 4 is oversubscribed,
@@ -54,7 +54,6 @@ def main() -> None:
         cfg_text = cfg_text.replace("n_cells = 4096", f"n_cells = {n}").replace(
             "p_ee = 0.1", f"p_ee = {args.k / (n // 2)!r}")
         (run / "config.toml").write_text(cfg_text)
-        os.environ["NUMBA_NUM_THREADS"] = str(max(1, cores // r))
         print(f"== R = {r}: N = {n}", flush=True)
         init = run_phase(r, "init", run)
         train = run_phase(r, "train", run, str(args.loops))

@@ -164,6 +164,16 @@ class MpiComm:
     def step_exchange(self) -> Any:
         return _jitted_exchange()
 
+    def node_size(self) -> int:
+        """Ranks of this job on this node (MPI_COMM_TYPE_SHARED; collective)."""
+        from mpi4py import MPI
+
+        node = self._c.Split_type(MPI.COMM_TYPE_SHARED)
+        try:
+            return int(node.Get_size())
+        finally:
+            node.Free()
+
     def step_clock(self) -> Any:
         """A jitted wall clock for timing phases inside the compiled loop (MPI_Wtime)."""
         return _jitted_clock()

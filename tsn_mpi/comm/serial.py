@@ -57,5 +57,9 @@ class SerialComm:
     def abort(self, code: int = 1) -> NoReturn:
         os._exit(code)
 
+    def node_size(self) -> int:
+        """Ranks of this job on this node (one process: 1)."""
+        return 1
+
     def step_exchange(self) -> Any:
         return serial_exchange

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tsn_mpi.comm import Comm, make_comm
+from tsn_mpi.comm.threads import share_cores
 from tsn_mpi.config import Config, Derived, derive, load_config, load_plugin
 from tsn_mpi.errors import ConfigError, DataFileError
 from tsn_mpi.log import Reporter
@@ -53,6 +54,7 @@ def open_run(run_dir: str | Path, comm: Comm | None = None, quiet: bool = False,
         cfg = cfg.replace(run__backend=backend)  # not part of the model hash
     d = derive(cfg)
     part = partition(d.n_cells, comm.size)
+    share_cores(comm)  # numba threads = this node's cores / its ranks, unless the user set them
     return Run(run_dir, cfg, d, comm, part, Reporter(comm.rank, quiet))
 
 
