@@ -56,7 +56,7 @@ def test_p_layout_precision_and_small_mode() -> None:
     assert full == 4096 * 58 * 58 * 4
     small = plan(cfg(learning={"mode": "small"}), 1)
     assert P_TILES not in small["components"]
-    assert small["components"]["small-mode trace history"] == 11 * 4096 * 8  # 10 window rows + the running mean
+    assert small["components"]["small-mode trace history"] == 11 * 4096 * 8  # window + mean row
 
 
 def test_connectivity_scales_with_k() -> None:

@@ -193,7 +193,7 @@ def plan(cfg, ranks: int, gpu: bool = False, node_mem_bytes: int | None = None,
         "start-up, before P exists (incoming lists)":
             nnz * syn_b + (n + 1) * 8 + n * m * (8 + 8),
         "checkpoint and P conversion blocks": min(n * length * pb, IO_BLOCK) if fast else 0,
-        "correlation bins": 2 * d.n_learn * n * 8,
+        "correlation bins": d.n_learn * n * 8,  # the averaged bins (float64); no copies
     }
     persistent = sum(comp.values())
     p_all = comp.get("P (RLS matrices, AoSoA tiles)", 0)

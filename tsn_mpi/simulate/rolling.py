@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+COLUMN_BLOCK = 8192  # columns per block when averaging (temporaries O(n_learn x block))
+
 
 def sample_groups(cfg, d) -> tuple[np.ndarray, np.ndarray]:
     """(group index per step after stim_off (-1 = no sample), bin ranges (n_groups, 2) 0-based
@@ -42,17 +44,24 @@ def sample_groups(cfg, d) -> tuple[np.ndarray, np.ndarray]:
 
 def bins_from_groups(roll: np.ndarray, counts: np.ndarray, ranges: np.ndarray, n_learn: int
                      ) -> np.ndarray:
-    """Average per bin: roll (n_groups, n_vars, n_cols) sums -> (n_vars, n_learn, n_cols)."""
+    """Average per bin: roll (n_groups, n_vars, n_cols) sums -> (n_vars, n_learn, n_cols).
+
+    Built in blocks of columns (the only full-size array is the result)."""
     n_groups, n_vars, n_cols = roll.shape
-    total = np.zeros((n_learn, n_vars, n_cols), dtype=np.float64)
     cnt = np.zeros(n_learn, dtype=np.float64)
     for g in range(n_groups):
         a, b = ranges[g]
-        total[a : b + 1] += roll[g]
         cnt[a : b + 1] += counts[g]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        avg = total / cnt[:, None, None]
-    return np.transpose(avg, (1, 0, 2))
+    out = np.empty((n_vars, n_learn, n_cols), dtype=np.float64)
+    for c0 in range(0, n_cols, COLUMN_BLOCK):
+        c1 = min(c0 + COLUMN_BLOCK, n_cols)
+        total = np.zeros((n_learn, n_vars, c1 - c0), dtype=np.float64)
+        for g in range(n_groups):
+            a, b = ranges[g]
+            total[a : b + 1] += roll[g, :, c0:c1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, :, c0:c1] = np.transpose(total / cnt[:, None, None], (1, 0, 2))
+    return out
 
 
 def group_counts(group_of_step: np.ndarray, n_groups: int) -> np.ndarray:
