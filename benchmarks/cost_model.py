@@ -7,8 +7,9 @@ measurements, then projected to 10M and 100M neurons on CPU clusters and GPUs.
    scaling, weak scaling, the 1M model), the model's s/loop (checkpoint excluded) at the
    measured firing rate against the measured mean s/loop (loops 2.., checkpoint I/O excluded).
 2. Projection: the paper's model (K = 512, 45 + 45 plastic inputs, packed P) at N = 10M and
-   100M on 64-4096 CPU ranks (64-core nodes, 256 GB, 300 GB/s memory, 100 Gb/s network) and on
-   8-512 GPUs (one H100-80GB per rank, 4 per node), with float32 and float16 P.
+   100M on 64-4096 CPU ranks (64-core nodes, 256 GB, ~300 GB/s memory, 100 Gb/s network; one
+   rank per core "64x1", or 8 ranks of 8 threads "8x8") and on 8-512 GPUs (one 80 GB GPU per
+   rank, 4 per node), with float32 and float16 P.
 Saves benchmarks/results/cost_model.json.
 """
 
@@ -27,9 +28,12 @@ sys.path.insert(0, str(ROOT))
 RES = HERE / "results"
 GB = 1e9
 
+_CPU_CONSTANTS = dict(RLS_VALUES_NODE=40e9, RLS_VALUES_THREAD=1.5e9, NET_GBS=12.0,
+                      LAT_NET_DOUBLING=2.0e-6, CKPT_GBS=5.0)  # fmt: skip
+# 64-core nodes: one rank per core, or 8 ranks of 8 threads (fewer copies of the O(N) arrays)
 CLUSTER_CPU = dict(cores_per_node=64, ranks_per_node=64, node_mem_bytes=256 * 10**9,
-                   constants=dict(RLS_GBS_NODE=150.0, RLS_GBS_THREAD=4.0, NET_GBS=12.0,
-                                  LAT_NET_DOUBLING=2.0e-6, CKPT_GBS=5.0))  # fmt: skip
+                   constants=_CPU_CONSTANTS)  # fmt: skip
+CLUSTER_CPU_THREADS = dict(CLUSTER_CPU, ranks_per_node=8)
 CLUSTER_GPU = dict(cores_per_node=64, ranks_per_node=4, node_mem_bytes=512 * 10**9, gpu=True,
                    gpu_mem_bytes=80 * 10**9,
                    constants=dict(NET_GBS=25.0, LAT_NET_DOUBLING=3.0e-6))  # fmt: skip
@@ -98,12 +102,13 @@ def projections() -> list[dict]:
     for n in (10_000_000, 100_000_000):
         for prec in ("float32", "float16"):
             cfg = _paper(n, prec)
-            for r in (64, 256, 1024, 4096):
-                p = plan(cfg, r, **CLUSTER_CPU)
-                out.append(dict(kind="CPU ranks", n_cells=n, precision=prec, ranks=r,
-                                per_rank_gb=p["peak_bytes"] / GB, fits=p["fits"],
-                                s_per_loop=p["seconds_per_loop"], time=p["time"],
-                                checkpoint_s=p["checkpoint_s"]))  # fmt: skip
+            for kind, layout in (("CPU 64x1", CLUSTER_CPU), ("CPU 8x8", CLUSTER_CPU_THREADS)):
+                for r in (64, 256, 1024, 4096):
+                    p = plan(cfg, r, **layout)
+                    out.append(dict(kind=kind, n_cells=n, precision=prec, ranks=r,
+                                    per_rank_gb=p["peak_bytes"] / GB, fits=p["fits"],
+                                    s_per_loop=p["seconds_per_loop"], time=p["time"],
+                                    checkpoint_s=p["checkpoint_s"]))  # fmt: skip
             for r in (8, 32, 128, 512):
                 p = plan(cfg, r, **CLUSTER_GPU)
                 out.append(dict(kind="GPUs", n_cells=n, precision=prec, ranks=r,

@@ -141,7 +141,7 @@ def child(run_dir: Path, nloops: int, reps: int) -> dict:
     spikes = int(log_ptr[-1])
     groups, mode = captured["groups"], captured["mode"]
     st, pl = groups[3], groups[4]
-    no_static = (np.zeros_like(st[0]), st[1][:1], st[2][:1], st[3])
+    no_static = (np.zeros_like(st[0]), st[1][:1], st[2][:1], *st[3:])
     no_plastic = (np.zeros_like(pl[0]), pl[1][:1], pl[2][:1], pl[3])
     variants = {
         "all": groups,
@@ -174,7 +174,7 @@ def child(run_dir: Path, nloops: int, reps: int) -> dict:
     t_init, ns_init = min(trial(real_run, "init") for _ in range(reps))
     keep = sim.static_out
     o = keep
-    sim.static_out = (np.zeros_like(o[0]), o[1][:1].copy(), o[2][:1].copy(), o[3])
+    sim.static_out = (np.zeros_like(o[0]), o[1][:1].copy(), o[2][:1].copy(), *o[3:])
     t_nost, ns_nost = min(trial(real_run, "init") for _ in range(reps))
     sim.static_out = keep
     init_cmp = dict(

@@ -49,7 +49,14 @@ def build_live(run_dir: Path, checkpoint=None) -> dict:
     from tsn_mpi.io.names import checkpoint_dir, find_checkpoint
     from tsn_mpi.io.network_file import read_network
     from tsn_mpi.learn.learner import Learner
-    from tsn_mpi.phases.common import NETWORK_NAME, build_cell, noise_sigma, open_run, tau_plas
+    from tsn_mpi.phases.common import (
+        NETWORK_NAME,
+        build_cell,
+        noise_sigma,
+        open_run,
+        release_incoming,
+        tau_plas,
+    )
     from tsn_mpi.simulate.simulator import Simulator
 
     run = open_run(run_dir, quiet=True)
@@ -60,9 +67,10 @@ def build_live(run_dir: Path, checkpoint=None) -> dict:
     net.w_in = np.ascontiguousarray(rows["w_in"], dtype=np.float32)
     net.w_ff = np.ascontiguousarray(rows["w_ff"], dtype=np.float32)
     cell = build_cell(run.ctx(init))
+    sim = Simulator(cfg, d, net, cell, run.comm, tau_plas(run), noise_sigma(run))
+    release_incoming(net)  # as tsn_mpi.phases.common.make_simulator does, before P exists
     learner = Learner(cfg, d, net, p_rows=rows.get("P"), history=globs.get("history"),
                       hist_count=int(attrs.get("hist_count", 0)))  # fmt: skip
-    sim = Simulator(cfg, d, net, cell, run.comm, tau_plas(run), noise_sigma(run))
     return dict(run=run, cfg=cfg, d=d, net=net, cell=cell, learner=learner, sim=sim)
 
 
@@ -70,7 +78,7 @@ def build_live(run_dir: Path, checkpoint=None) -> dict:
 # s: sizes; every formula gives bytes held by one rank.  (category, formula, note)
 
 TUPLE_NAMES = {
-    "static_out": ("out_indptr", "out_post", "out_code", "st_table"),
+    "static_out": ("out_indptr", "out_post", "out_code", "st_table", "pop_info"),
     "plastic_out": ("out_indptr", "out_post", "out_slot", "w_in"),
     "scratch": ("z", "u", "drive", "spk", "exchange_s"),
     "cell_tuple": ("model_id", "params", "state", "lif_th", "lif_dt_invtau", "lif_vre"),
@@ -87,11 +95,10 @@ F = {
                   "AoSoA tiles, n rounded up to 32"),
     "learner.bad": ("scratch", lambda s: s["n"], "uint8 flag per neuron"),
     # Network
-    "net.st_indptr": ("static", lambda s: (s["n"] + 1) * 8,
-                      "incoming CSR, only used to build the outgoing map"),
-    "net.st_pre": ("static", lambda s: s["nnz"] * 4, "incoming CSR, only used at start-up"),
-    "net.st_code": ("static", lambda s: s["nnz"] * 1, "incoming CSR, only used at start-up"),
-    "net.st_table": ("static", lambda s: s["n_codes"] * 4, ""),
+    "net.st_indptr": ("static", lambda s: 8, "incoming CSR: dropped once the outgoing map exists"),
+    "net.st_pre": ("static", lambda s: 0, "incoming CSR: dropped at start-up"),
+    "net.st_code": ("static", lambda s: 0, "incoming CSR: dropped at start-up"),
+    "net.st_table": ("static", lambda s: s["n_codes"] * 4, "4 weights by population"),
     "net.pl_pre": ("plastic", lambda s: s["n"] * s["m"] * 4, "int32 presynaptic ids (RLS)"),
     "net.w_in": ("plastic", lambda s: s["n"] * s["m"] * 4, "float32 plastic weights"),
     "net.w_ff": ("plastic", lambda s: s["n"] * s["lx"] * 4, ""),
@@ -102,12 +109,13 @@ F = {
     "sim.static_out.out_indptr": ("static", lambda s: (s["N"] + 1) * 8,
                                   "int64 over all N presynaptic ids, per rank"),
     "sim.static_out.out_post": ("static", lambda s: s["nnz"] * 4, ""),
-    "sim.static_out.out_code": ("static", lambda s: s["nnz"] * 1, ""),
+    "sim.static_out.out_code": ("static", lambda s: 0 if s["by_pop"] else s["nnz"] * 1,
+                                "empty: weights follow the populations"),
+    "sim.static_out.pop_info": ("static", lambda s: 24, ""),
     "sim.plastic_out.out_indptr": ("plastic", lambda s: (s["N"] + 1) * 8,
                                    "int64 over all N presynaptic ids, per rank"),
     "sim.plastic_out.out_post": ("plastic", lambda s: s["n"] * s["m"] * 4, ""),
-    "sim.plastic_out.out_slot": ("plastic", lambda s: s["n"] * s["m"] * 4,
-                                 "int32 slot < m (uint8 would do for m <= 256)"),
+    "sim.plastic_out.out_slot": ("plastic", lambda s: s["n"] * s["m"] * 1, "uint8 slot < m"),
     "sim.needed": ("plastic", lambda s: s["n_needed"] * 8, "int64 unique plastic pre ids"),
     # traces (all N gids per rank)
     "sim.r_val": ("traces", lambda s: s["N"] * 8, "float64, all N"),
@@ -133,7 +141,7 @@ F = {
     "sim.cell_tuple.lif_vre": ("state", lambda s: s["n"] * 4, "copy of cell.params[:, 2]"),
     # stimulus
     "sim.stim_arr": ("stimulus", lambda s: s["ntasks"] * s["n_stim"] * s["n"] * 4
-                     if s["stim_pre"] else 4, "precomputed OU table (<= 1 GiB per rank)"),
+                     if s["stim_pre"] else 4, "empty: the OU stimulus is drawn online"),
     "sim.ou_s": ("stimulus", lambda s: s["n"] * 8, "float64 online OU value"),
     "sim.ou_rng": ("stimulus", lambda s: s["n"] * 8, "uint64 RNG stream"),
     # feed-forward
@@ -159,7 +167,7 @@ F = {
     "sim.recv": ("exchange", lambda s: (s["cap"] + 1) * s["R"] * 4, ""),
     "sim.local_spk": ("exchange", lambda s: max(s["n"], 1) * 4, ""),
     "sim.overflow": ("exchange", lambda s: 16, ""),
-    "sim.exchange_s": ("exchange", lambda s: 8, ""),
+    "sim.exchange_s": ("exchange", lambda s: 16, "seconds in allgather and delivery (MPI)"),
     # scratch
     "sim.scratch.z": ("scratch", lambda s: s["n"] * 8, "float64 normals (noise only)"),
     "sim.scratch.u": ("scratch", lambda s: s["n"] * 4, ""),
@@ -174,7 +182,7 @@ def minimum(s: dict) -> dict:
     """Theoretical minimum bytes per neuron (see the module docstring)."""
     mn = {
         "P": s["n_packed"] * s["p_bytes"],
-        "static": s["nnz"] / s["n"] * (4 + 1),
+        "static": s["nnz"] / s["n"] * (4 if s["by_pop"] else 4 + 1),  # index (+ code)
         "plastic": s["m"] * (4 + 4) + s["lx"] * 4,
         "targets": s["n_learn"] * 4 * s["ntasks"],
         "state": MIN_STATE,
@@ -213,7 +221,8 @@ def inventory(live: dict) -> list[dict]:
 def sizes_live(live: dict, R: int = 1) -> dict:
     d, net, sim = live["d"], live["net"], live["sim"]
     return dict(
-        N=d.n_cells, n=net.n_owned, R=R, m=d.n_plastic, lx=d.l_ff, nnz=int(net.st_pre.size),
+        N=d.n_cells, n=net.n_owned, R=R, m=d.n_plastic, lx=d.l_ff,
+        nnz=int(sim.static_out[1].size), by_pop=bool(net.st_by_population),
         n_codes=int(net.st_table.size), n_packed=d.n_packed,
         p_bytes=np.dtype(live["cfg"].learning.p_precision).itemsize, ntasks=d.ntasks,
         n_learn=d.n_learn, n_stim=d.n_stim_steps, stim_pre=not sim.stim_online,
@@ -230,10 +239,9 @@ def sizes_1m(R: int, base: dict) -> dict:
     m = 2 * le
     # expected distinct presynaptic ids among n*le draws per population (each of size ne)
     needed = 2 * ne * (1 - math.exp(-n * le / ne))
-    stim_bytes = base["ntasks"] * base["n_stim"] * n * 4
     cap = n if R == 1 else max(64, int(4 * n * 20.0 * 0.1 / 1000.0) + 16)
     return dict(base, N=N, n=n, R=R, m=m, nnz=2 * K * n, n_packed=m * (m + 1) // 2,
-                n_needed=int(round(needed)), stim_pre=stim_bytes <= (1 << 30), cap=cap)  # fmt: skip
+                n_needed=int(round(needed)), stim_pre=False, cap=cap)  # fmt: skip
 
 
 def evaluate(s: dict) -> list[dict]:
@@ -255,27 +263,28 @@ def rss_now() -> int:
 
 
 def time_stimulus(run_dir: Path, reps: int = 5) -> dict:
-    """Seconds of one train-mode trial (no RLS) with the stimulus precomputed and online:
-    the two simulators alternate, min of ``reps`` each."""
-    import tsn_mpi.simulate.simulator as simmod
+    """Seconds of one train-mode trial (no RLS) with the OU stimulus drawn online (tsn-mpi's
+    way) and read from a precomputed table (8 KB per neuron, the same values): the two
+    simulators alternate, min of ``reps`` each."""
+    from tsn_mpi import rng
+    from tsn_mpi.backends.cpu.loop import ou_stimulus
 
-    sims = {}
-    keep = simmod.STIM_PRECOMPUTE_BYTES
-    for name, limit in (("precomputed", keep), ("online", 0)):
-        simmod.STIM_PRECOMPUTE_BYTES = limit
-        try:
-            live = build_live(run_dir)
-        finally:
-            simmod.STIM_PRECOMPUTE_BYTES = keep
-        assert live["sim"].stim_online == (name == "online")
-        sims[name] = live["sim"]
-    n_steps = live["d"].n_steps
+    sims = {"online": build_live(run_dir)["sim"]}
+    live = build_live(run_dir)
+    sim, cfg, d = live["sim"], live["cfg"], live["d"]
+    gids = np.arange(sim.gid0, sim.gid0 + sim.n, dtype=np.int64)
+    seeds = rng.stream_states(cfg.run.seed, rng.STIMULUS, gids, 0)
+    mu, b, sig = sim.ou
+    sim.stim_arr = ou_stimulus(seeds, d.n_stim_steps, mu, b, sig, cfg.simulation.dt)[None]
+    sim.stim_online = False
+    sims["precomputed"] = sim
+    n_steps = d.n_steps
     best = dict.fromkeys(sims, float("inf"))
     for _ in range(reps + 1):
-        for name, sim in sims.items():
-            sim.start_trial("train", 1, 0)
+        for name, s in sims.items():
+            s.start_trial("train", 1, 0)
             t = time.perf_counter()
-            sim.advance(1, n_steps)
+            s.advance(1, n_steps)
             best[name] = min(best[name], time.perf_counter() - t)
     return best
 
@@ -354,7 +363,7 @@ def main() -> None:
             m_ = results[nm]["minimum"].get(c)
             cells.append(f"{v:12.0f}" + (f" [{m_:8.0f}]" if m_ is not None else " " * 11))
         print(f"{c:<14}" + "".join(f"{x:>30}" for x in cells))
-    big = ("net.st_indptr", "net.st_pre", "net.st_code", "sim.stim_arr")
+    big = ("net.st_indptr", "net.st_pre", "net.st_code", "sim.stim_arr")  # ~0 now
     for nm in names:
         r = results[nm]
         tot = r["by_category"]["total"]
@@ -376,15 +385,11 @@ def main() -> None:
 
     # wasteful arrays (per neuron, default and 1M R=16)
     waste = {
-        "incoming static CSR kept during training (net.st_indptr/st_pre/st_code)":
-            ["net.st_indptr", "net.st_pre", "net.st_code"],
-        "precomputed OU stimulus table (sim.stim_arr)": ["sim.stim_arr"],
         "LIF parameters twice (cell.params float64 + cell_tuple copies)":
             ["cell.params"],
         "init-only accumulators kept in training (uavg, u0_sum, u0_sumsq)":
             ["sim.uavg", "sim.u0_sum", "sim.u0_sumsq"],
         "rolling sums in float64 (sim.roll), half as float32": ["sim.roll"],
-        "plastic slot int32 (uint8 would do for m <= 256)": ["sim.plastic_out.out_slot"],
         "O(N) per rank: traces + two int64 indptrs over all N + needed":
             ["sim.r_val", "sim.r_step", "sim.r_now", "sim.pending",
              "sim.static_out.out_indptr", "sim.plastic_out.out_indptr", "sim.needed"],

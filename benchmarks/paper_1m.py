@@ -70,6 +70,11 @@ def main() -> None:
     res: dict = dict(config=str(args.config), ranks=args.ranks,
                      precision=args.precision, machine=platform.node(),
                      cpus=os.cpu_count())  # fmt: skip
+    out = args.out or HERE / "results" / f"paper_1m_r{args.ranks}_{args.precision}.json"
+    if args.skip_init and out.exists():  # keep the init figures of the run that made --work
+        old = json.loads(out.read_text())
+        res.update({k: old[k] for k in ("plan", "init") if k in old})
+        res["init_from_earlier_run"] = True
     if not args.skip_init:
         shutil.rmtree(args.work, ignore_errors=True)
         args.work.mkdir(parents=True)
@@ -103,7 +108,6 @@ def main() -> None:
     ck = res["train"]["checkpoint"]
     print(f"checkpoint {ck['name']}: {ck['bytes'] / 1e9:.2f} GB, written in {ck['write_s']:.1f} s"
           f" ({ck['bytes'] / 1e9 / max(ck['write_s'], 1e-9):.2f} GB/s)")
-    out = args.out or HERE / "results" / f"paper_1m_r{args.ranks}_{args.precision}.json"
     out.write_text(json.dumps(res, indent=1, default=float) + "\n")
     print(f"wrote {out}")
 

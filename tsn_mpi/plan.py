@@ -30,34 +30,41 @@ between tiles and files in blocks of at most 1 GiB (checkpoints) and the per-tri
 correlation bins (2 x n_learn x n x 8).  Peak = the larger of start-up (persistent - P +
 start-up transient) and running (persistent + largest running transient).
 
-Seconds per loop = neuron updates + synaptic events + RLS + per-step collective:
+Seconds per loop = neuron updates + synaptic events + spike lookups + RLS + per-step
+collective (docs/scaling.md has the table):
 
-- ``n_steps x n x C_NEURON``, C_NEURON = 1.73 ns per neuron-step;
-- ``n x rate x T x (2K + m) x C_EVENT`` (spikes received by owned neurons at the init rate,
-  5 Hz when unknown), C_EVENT = 4.45 ns per delivered event;
-- ``n_learn x n x L x bytes / BW`` with BW = min(threads x 6.5 GB/s, 12 GB/s per node shared
-  by its ranks) (bytes of P streamed per second by the fused tiled kernel; threads = cores per
-  node / ranks per node);
-- ``n_steps x (C_STEP + LAT)``: C_STEP = 0.5 us fixed per step and rank; LAT the per-step
-  allgather, 2 us per step at R <= cores of the node, 20 us when the node is oversubscribed.
-- The checkpoint after the last loop adds ``R x n x L x bytes / 0.2 GB/s`` (ranks write in
-  turns unless h5py has MPI); reported apart.
+- ``n_steps x n x c_neuron``: c_neuron = C_NEURON (2.46 ns) while a rank's per-neuron state
+  (~60 B/neuron) fits the cache, C_NEURON_MEM (4.46 ns) once it clearly does not, log-linear in
+  the working set between CACHE_LO (1 MiB) and CACHE_HI (32 MiB);
+- ``n x rate x T x (2K + m) x c_event`` (events received by owned neurons at the init rate,
+  5 Hz when unknown), c_event from C_EVENT (2.35 ns) to C_EVENT_MEM (13 ns) by the working set
+  of the accumulators and plastic weights (``n x (12 + 4m)`` B);
+- ``N x rate x T x C_SPIKE`` when R > 1: every rank looks up every spike of the network;
+- ``n_learn x n x L / V`` with V = min(threads x 2.2e9, 4.3e9 per node shared by its ranks)
+  values of P per second (the fused tiled kernel; float16 storage runs at about the same
+  values/s as float32, so it halves memory, not time);
+- ``n_steps x (C_STEP + latency + R x (cap+1) x 4 B / bandwidth)``: one allgather of a fixed
+  buffer per step; latency LAT_MPI (2 us) within a node, LAT_OVERSUBSCRIBED (20 us) with more
+  ranks than cores, ``LAT_NET_DOUBLING x log2 R`` across nodes; bandwidth SHM_GBS in a node,
+  NET_GBS across nodes.
+- The checkpoint after the last loop adds ``N x L x bytes / CKPT_GBS``; reported apart.
+- More ranks than cores on a node: the time-loop terms times ``(ranks per node / cores)^2``
+  (ranks take turns, and MPICH's busy-polling allgather takes the core from the rank it waits
+  for); a rough fit to two oversubscribed runs here, never a configuration to use.
+- GPUs: ``n_steps x (GPU_STEP_S or GPU_STEP_MULTI_S + n x GPU_NEURON_S)`` and P at GPU_RLS_GBS
+  (H100 measurements of benchmarks/gpu.py, 2026-11-26).
 
 Where the constants come from (this project's 2-core AMD EPYC Zen 5 VM, 24 GB, numba 0.68, PyPI
-mpich 5.0.2, 2026-11-25).  C_NEURON and C_EVENT: a least-squares fit (relative error, C_STEP
-fixed at 0.5 us) of the time spent in ``Simulator.advance`` (timed by wrapping it) in
-``tsn-mpi train`` loops 2-4 at R = 1, NUMBA_NUM_THREADS=1, of five configs: N = 2048, 4096,
-8192 with p_ee = 0.1, N = 4096 with p_ee = 0.025, N = 8192 with p_ee = 0.2 (the best of two
-runs each; the fit is within 0.8-1.1x of each).  RLS_GBS_THREAD: median of the same runs'
-``Learner.update`` time (4.6-7.5 GB/s); RLS_GBS_NODE: the tiled kernel with 2 threads on an
-idle machine, infra notes §3 (35 GB/s counting P three times = 11.7 GB/s of P).  LAT: infra
-notes §1.1 (numba-mpi allgather 1.7 us at R = 2, 17 us oversubscribed).  CKPT_GBS: the time the
-checkpoint added to the last loop of the same runs.  Other sessions' jobs loaded this machine
-during calibration (load average 2.5-5 on 2 cores), so expect predicted times within a factor
-of about 2; memory is deterministic and was validated within 6 % (benchmarks/results/
-plan_validation.json: peak RSS measured against these predictions at N = 4096, 32768, 100000).
-GPU: P and the per-neuron arrays move to the device (``device_bytes``); the host keeps the
-overhead and the checkpoint buffers.  There is no GPU backend yet, so GPU numbers are a model.
+mpich 5.0.2, 2026-11-26, quiet machine).  C_NEURON, C_EVENT and RLS_VALUES_*:
+``benchmarks/cpu_loop_split.py`` on the default model (neuron update 2.46 ns per neuron-step,
+2.35 ns per synaptic event, RLS 0.175 s with 2 threads and 0.323 s with 1 for 7.0e8 values).
+C_NEURON_MEM, C_EVENT_MEM: ``benchmarks/paper_1m.py`` (1M neurons, 2 ranks: 44.6 s of neuron
+update, 79.4 s of delivery for 6.1e9 events, RLS 4.6e9 values/s per node in float16).
+CKPT_GBS: the 8.55 GB checkpoint of that run (0.70 GB/s).  LAT: infra notes §1.1 (numba-mpi
+allgather 1.7 us at R = 2, 17 us oversubscribed).  C_SPIKE and the cluster constants (NET_GBS,
+LAT_NET_DOUBLING) are estimates, not measured here.  ``benchmarks/cost_model.py`` compares the
+model with every measured run (docs/scaling.md).  Memory is deterministic; see
+benchmarks/results/plan_validation.json and the 1M run for its accuracy.
 """
 
 from __future__ import annotations
@@ -79,19 +86,23 @@ OVERHEAD_MPI = 232 * MB         # the same per rank under mpiexec -n 2
 OVERHEAD_GPU = 600 * MB         # + CUDA context and cupy (a guess: no GPU backend yet)
 STATE_BYTES_PER_NEURON = 144    # ~18 per-neuron arrays of the simulator, learner and cell
 RATE_HZ = 5.0                   # firing rate assumed when network.h5 gives none
-C_NEURON = 1.73e-9              # s per neuron-step (time loop)
-C_EVENT = 4.45e-9               # s per delivered synaptic event
+C_NEURON = 2.46e-9              # s per neuron-step (time loop), state in cache (default model)
+C_NEURON_MEM = 4.46e-9          # the same when a rank's state spills to memory (1M model, R=2)
+C_EVENT = 2.35e-9               # s per delivered synaptic event, accumulators in cache
+C_EVENT_MEM = 13.0e-9           # the same with accumulators/weights in memory (1M model, R=2)
+CACHE_LO = 1 << 20              # working set per rank up to which the cache constants hold (L2)
+CACHE_HI = 32 << 20             # ... from which the memory constants hold (L3); log-linear between
 C_STEP = 0.5e-6                 # s per step and rank (loop overhead)
 LAT_MPI = 2.0e-6                # s per step: one allgather, ranks <= cores
 LAT_OVERSUBSCRIBED = 20.0e-6    # s per step: one allgather, more ranks than cores
-RLS_GBS_THREAD = 6.5            # GB/s of P per thread (fused tiled RLS kernel)
-RLS_GBS_NODE = 12.0             # GB/s of P per node (2 threads; memory-bound)
-CKPT_GBS = 0.2                  # GB/s of P written to a checkpoint (all ranks together)
+RLS_VALUES_THREAD = 2.2e9       # values of P per second per thread (fused tiled kernel)
+RLS_VALUES_NODE = 4.3e9         # values of P per second per node (all its ranks and threads)
+CKPT_GBS = 0.7                  # GB/s of P written to a checkpoint (1M model, 8.55 GB, R = 2)
 GPU_MEM_BYTES = 80 * GB         # default memory of one GPU
-GPU_RLS_GBS = 897.0             # GB/s of P, warp-per-neuron kernel (H200: 1794 GB/s r+w, 1M)
-GPU_STEP_S = 10.5e-6            # s per step, fused time loop on one GPU (H200, 4096 neurons)
-GPU_STEP_MULTI_S = 178e-6       # s per step with two launches + host allgather (H200)
-GPU_NEURON_S = 6.95e-11         # s per neuron-step on a GPU ((80 - 10.5) us / 1M, H200)
+GPU_RLS_GBS = 836.0             # GB/s of P, warp-per-neuron kernel (H100: 1672 GB/s r+w, 1M, n=90)
+GPU_STEP_S = 10.8e-6            # s per step, fused time loop on one GPU (H100, 4096 neurons)
+GPU_STEP_MULTI_S = 177e-6       # s per step with two launches + host allgather (H100)
+GPU_NEURON_S = 7.45e-11         # s per neuron-step on a GPU ((85.3 - 10.8) us / 1M, H100)
 GPU_EVENT_S = 0.0               # GPU deliveries are inside GPU_NEURON_S (K = 512 measured)
 C_SPIKE = 10e-9                 # s per spike of the network looked up by each rank (estimate)
 SHM_GBS = 10.0                  # GB/s of an allgather inside one node (shared memory)
@@ -117,6 +128,12 @@ def _n_groups(cfg, d) -> int:
     from tsn_mpi.simulate.rolling import sample_groups
 
     return int(sample_groups(cfg, d)[1].shape[0])
+
+
+def _spill(working_set: float, c: dict) -> float:
+    """0 while ``working_set`` bytes fit the cache, 1 once they clearly do not (log-linear)."""
+    lo, hi = math.log(c["CACHE_LO"]), math.log(c["CACHE_HI"])
+    return min(1.0, max(0.0, (math.log(max(working_set, 1.0)) - lo) / (hi - lo)))
 
 
 def _default_static(cfg) -> bool:
@@ -224,16 +241,27 @@ def plan(cfg, ranks: int, gpu: bool = False, node_mem_bytes: int | None = None,
         t["neuron updates"] = d.n_steps * (step + n * c["GPU_NEURON_S"])
         t["synaptic events"] = n * rate * t_trial * (2 * d.k + m) * c["GPU_EVENT_S"]
     else:
-        t["neuron updates"] = d.n_steps * n * c["C_NEURON"]
-        t["synaptic events"] = n * rate * t_trial * (2 * d.k + m) * c["C_EVENT"]
+        # per-neuron state (~60 B) and the accumulators + plastic weights that deliveries hit
+        f_state = _spill(n * 60, c)
+        f_acc = _spill(n * (12 + 4 * m), c)
+        c_neuron = c["C_NEURON"] + f_state * (c["C_NEURON_MEM"] - c["C_NEURON"])
+        c_event = c["C_EVENT"] + f_acc * (c["C_EVENT_MEM"] - c["C_EVENT"])
+        t["neuron updates"] = d.n_steps * n * c_neuron
+        t["synaptic events"] = n * rate * t_trial * (2 * d.k + m) * c_event
     # every rank looks up every spike of the network in its outgoing maps: O(N) per rank
     t["spike lookups (all N)"] = N * rate * t_trial * c["C_SPIKE"] if ranks > 1 else 0.0
+    if not gpu and rpn > cores:
+        # oversubscribed: ranks take turns on the cores, and a rank waiting in the allgather
+        # busy-polls (MPICH), taking the core from the rank it waits for: ~(rpn/cores)^2
+        over = (rpn / cores) ** 2
+        for k in ("neuron updates", "synaptic events", "spike lookups (all N)"):
+            t[k] *= over
     p_bytes_loop = d.n_learn * n * length * pb if fast else d.n_learn * n * (nr * nr) * 8
     if gpu:
         t["RLS"] = p_bytes_loop / (c["GPU_RLS_GBS"] * GB)
     else:
-        bw = min(threads * c["RLS_GBS_THREAD"], c["RLS_GBS_NODE"] / rpn) * GB
-        t["RLS"] = p_bytes_loop / bw
+        values_s = min(threads * c["RLS_VALUES_THREAD"], c["RLS_VALUES_NODE"] / rpn)
+        t["RLS"] = p_bytes_loop / (pb if fast else 8) / values_s
     # one allgather per step of a fixed buffer of cap+1 ids from every rank
     recv_bytes = ranks * (cap + 1) * 4
     if ranks == 1:
