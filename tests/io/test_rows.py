@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pytest
 
@@ -49,11 +51,21 @@ def test_lazy_rows_written_and_read_back_in_pieces(tmp_path, monkeypatch):
     p = np.random.default_rng(2).normal(size=(95, 7)).astype(np.float32)
     tiles = rows_to_tiles(p, 32)
     path = tmp_path / "ck.h5"
-    view, calls = tile_rows(tiles, 95), []
-    counted = LazyRows(95, 7, view.dtype, lambda lo, hi: calls.append(hi - lo) or view[lo:hi])
+    view, calls, alive = tile_rows(tiles, 95), [], []
+
+    def piece(lo, hi):
+        calls.append(hi - lo)
+        alive.append(sum(r() is not None for r in pieces))  # earlier pieces still held
+        out = view[lo:hi]
+        pieces.append(weakref.ref(out))
+        return out
+
+    pieces: list = []
+    counted = LazyRows(95, 7, view.dtype, piece)
     write_checkpoint(path, SerialComm(), range(95), 95, {"model_hash": "x"},
                      {"P": counted, "w_in": np.ones((95, 2), np.float32)}, {})
     assert len(calls) == 10 and max(calls) == 10  # never materialised whole
+    assert max(alive) == 0  # one piece at a time
     _, plain, _ = read_checkpoint(path, range(95), {"model_hash": "x"})
     assert np.array_equal(plain["P"], p)
     _, lazy, _ = read_checkpoint(path, range(20, 60), {"model_hash": "x"}, lazy=("P",))

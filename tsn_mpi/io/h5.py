@@ -117,8 +117,9 @@ def _write_rows_split(
 ) -> None:
     """Write ``arr`` in ``pieces`` calls of at most ``rows_per`` rows (empty calls at the end)."""
     for i in range(pieces):
-        part = arr[i * rows_per : (i + 1) * rows_per]
-        _write_piece(dset, row0 + i * rows_per, part, dxpl)
+        # the slice is a temporary: with LazyRows each piece is materialised, and holding the
+        # previous one while the next is built would double the peak
+        _write_piece(dset, row0 + i * rows_per, arr[i * rows_per : (i + 1) * rows_per], dxpl)
 
 
 def _rows_per_call(tail: tuple[int, ...], dtype: np.dtype) -> int:
