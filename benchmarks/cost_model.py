@@ -5,7 +5,8 @@ measurements, then projected to 10M and 100M neurons on CPU clusters and GPUs.
 
 1. Validation: for every measured run found in benchmarks/results (default model strong
    scaling, weak scaling, the 1M model), the model's s/loop (checkpoint excluded) at the
-   measured firing rate against the measured mean s/loop (loops 2.., checkpoint I/O excluded).
+   measured firing rate against the measured s/loop, checkpoint I/O excluded (scaling.py's
+   means of loops 2..; the median of loops 2.. where the whole curve is stored).
 2. Projection: the paper's model (K = 512, 45 + 45 plastic inputs, packed P) at N = 10M and
    100M on 64-4096 CPU ranks (64-core nodes, 256 GB, ~300 GB/s memory, 100 Gb/s network; one
    rank per core "64x1", or 8 ranks of 8 threads "8x8") and on 8-512 GPUs (one 80 GB GPU per
@@ -57,10 +58,12 @@ def _default(n: int = 4096, k: int | None = None):
 
 
 def _measured_mean(curve: dict, key: str = "elapsed_s") -> float:
+    """Median s/loop of loops 2.. without checkpoint I/O (robust to a loop disturbed by another
+    job on the machine)."""
     el = np.asarray(curve[key], float)
     io = np.asarray(curve.get("io_s", np.zeros_like(el)), float)
     sl = slice(1, None) if el.size > 1 else slice(None)
-    return float(np.mean((el - io)[sl]))
+    return float(np.median((el - io)[sl]))
 
 
 def validation() -> list[dict]:

@@ -16,12 +16,17 @@ from tsn_mpi.partition import partition
 from tsn_mpi.simulate.simulator import Simulator
 
 
-def _init_trial(cfg, d, ctx, st, by_pop, n_steps):
+def _network(d, st, by_pop) -> Network:
+    """The static network alone (no plastic inputs) owned by one rank."""
     n = d.n_cells
-    net = Network(n, range(n), *st, np.zeros((n, 0), np.int32), np.zeros((n, 0), np.float32),
-                  np.zeros((n, 0), np.float32), np.zeros((1, d.n_learn, n), np.float32),
-                  OnlineOU(0, 1, 0), np.zeros((d.n_steps - d.stim_off_step, 0)),
-                  st_by_population=by_pop)  # fmt: skip
+    return Network(n, range(n), *st, np.zeros((n, 0), np.int32), np.zeros((n, 0), np.float32),
+                   np.zeros((n, 0), np.float32), np.zeros((1, d.n_learn, n), np.float32),
+                   OnlineOU(0, 1, 0), np.zeros((d.n_steps - d.stim_off_step, 0)),
+                   st_by_population=by_pop)  # fmt: skip
+
+
+def _init_trial(cfg, d, ctx, st, by_pop, n_steps):
+    net = _network(d, st, by_pop)
     sim = Simulator(cfg, d, net, lif(ctx), SerialComm(), cfg.neuron.tau_plas, 0.0)
     sim.start_trial("init", 0, 0)
     for a in range(1, n_steps + 1, 1000):
@@ -75,10 +80,7 @@ def test_exchange_buffer_is_sized_by_the_largest_rank():
 
     cfg, d, ctx, st, by_pop = _default()
     n = d.n_cells
-    net = Network(n, range(n), *st, np.zeros((n, 0), np.int32), np.zeros((n, 0), np.float32),
-                  np.zeros((n, 0), np.float32), np.zeros((1, d.n_learn, n), np.float32),
-                  OnlineOU(0, 1, 0), np.zeros((d.n_steps - d.stim_off_step, 0)),
-                  st_by_population=by_pop)  # fmt: skip
+    net = _network(d, st, by_pop)
     sim = Simulator(cfg, d, net, lif(ctx), TwoRankView(), cfg.neuron.tau_plas, 0.0)
     assert sim.cap[0] == exchange_capacity(12_000, cfg.simulation.dt) > exchange_capacity(n, 0.1)
     assert sim.recv.size == (sim.cap[0] + 1) * 2
