@@ -92,8 +92,7 @@ def checkpoint_attrs(cfg, d, learner: Learner, static_nnz: int, loop: int, kind:
 
 def checkpoint_payload(net, learner: Learner, cell, curve: LearningCurve | None):
     rows = {"w_in": net.w_in, "w_ff": net.w_ff}
-    lazy = getattr(learner, "p_rows_lazy", None)  # the GPU learner copies P to the host
-    p = lazy() if lazy is not None else learner.p_rows()
+    p = learner.p_rows_lazy()  # CPU: converted from the tiles block by block while written
     if p is not None:
         rows["P"] = p
     if cell.state.shape[1]:
