@@ -239,7 +239,9 @@ def sizes_1m(R: int, base: dict) -> dict:
     m = 2 * le
     # expected distinct presynaptic ids among n*le draws per population (each of size ne)
     needed = 2 * ne * (1 - math.exp(-n * le / ne))
-    cap = n if R == 1 else max(64, int(4 * n * 20.0 * 0.1 / 1000.0) + 16)
+    from tsn_mpi.simulate.simulator import exchange_capacity
+
+    cap = n if R == 1 else exchange_capacity(n, 0.1)
     return dict(base, N=N, n=n, R=R, m=m, nnz=2 * K * n, n_packed=m * (m + 1) // 2,
                 n_needed=int(round(needed)), stim_pre=False, cap=cap)  # fmt: skip
 

@@ -197,7 +197,9 @@ def plan(cfg, ranks: int, gpu: bool = False, node_mem_bytes: int | None = None,
     comp["stimulus"] = 0 if _default_stimulus(cfg) else d.ntasks * n_stim * n * 4
     comp["neuron state"] = n * STATE_BYTES_PER_NEURON + _n_groups(cfg, d) * n * 8
     comp["traces"] = N * (8 + 8 + 8 + 4)
-    cap = max(n, 1) if ranks == 1 else max(64, int(4 * n * 20.0 * cfg.simulation.dt / 1000) + 16)
+    from tsn_mpi.simulate.simulator import exchange_capacity
+
+    cap = max(n, 1) if ranks == 1 else exchange_capacity(n, cfg.simulation.dt)
     comp["exchange buffers"] = (cap + 1) * 4 * (1 + ranks) + max(n, 1) * 4
     overhead = OVERHEAD_SERIAL if ranks == 1 else OVERHEAD_MPI
     if gpu:
