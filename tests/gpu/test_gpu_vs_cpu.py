@@ -83,7 +83,8 @@ def test_same_spikes_without_learning(path):
 @needs_gpu
 @pytest.mark.parametrize(
     "precision,kernel",
-    [("float32", "staged"), ("float32", "streamed"), ("float64", None), ("float16", None)],
+    [("float32", None), ("float32", "warp"), ("float32", "streamed"), ("float64", None),
+     ("float16", None)],  # fmt: skip
 )
 def test_rls_kernel_follows_cpu_learner(precision, kernel):
     """Both learners get the CPU simulator's traces for two loops: same weights and P."""

@@ -83,8 +83,10 @@ def _device(x, dtype):
 class GpuLearner:
     """RLS state of the owned neurons on the GPU; same interface as ``learn.learner.Learner``.
 
-    ``kernel``: 'staged' (P row in shared memory), 'streamed' (P read twice from device
-    memory) or None (staged when the row fits; env TSN_GPU_RLS overrides).
+    ``kernel``: 'block' (one thread block per neuron, P row in shared memory), 'warp' (one warp
+    per neuron, row in shared memory), 'streamed' (one warp per neuron, P read twice from
+    device memory) or None (block when the row fits, else streamed; env TSN_GPU_RLS
+    overrides; env TSN_GPU_RLS_UNROLL sets the block kernel's loads in flight per thread).
     """
 
     def __init__(
@@ -133,12 +135,8 @@ class GpuLearner:
         self.target_d = to_device(np.zeros(n, np.float32))
         self.x_ff_d = to_device(np.zeros(lx, np.float64))
         kind = kernel or os.environ.get("TSN_GPU_RLS") or None
-        if kind not in (None, "staged", "streamed"):
-            raise ValueError(f"RLS kernel {kind!r}: expected 'staged' or 'streamed'")
-        staged = None if kind is None else kind == "staged"
-        self.kernel, self.warps = R.rls_warp_kernel(lx, m, self.dtype.name, staged)
-        self.staged = R.plan(self.n_rls, self.dtype.name, staged)[0]
-        self.blocks = max(1, -(-n // self.warps))
+        unroll = os.environ.get("TSN_GPU_RLS_UNROLL", "").strip()
+        self.rls = R.rls_launch(lx, m, self.dtype.name, kind, int(unroll) if unroll else 0)
 
     # ---------------------------------------------------------------------- P transfers
     def _chunk(self) -> int:
@@ -194,9 +192,9 @@ class GpuLearner:
             tgt = self.target_d
         w, w_ff = shared_weights(self.net)
         self.nbad_d.copy_to_device(self._zero)
-        self.kernel[self.blocks, R.WARP * self.warps](
-            self.P, self.pre, w, r, x, w_ff, ub, tgt, self.scale, int(self.textbook),
-            int(self.apply), self.bad_d, self.nbad_d,
+        self.rls(
+            self.n_owned, self.P, self.pre, w, r, x, w_ff, ub, tgt, self.scale,
+            int(self.textbook), int(self.apply), self.bad_d, self.nbad_d,
         )  # fmt: skip
         self.nbad_d.copy_to_host(self._nbad_h)
         return int(self._nbad_h[0])
