@@ -2,11 +2,14 @@
 
     python benchmarks/gpu.py [--loops 3] [--skip-1m] [--smoke] [--out FILE]
 
-(a) The fast-mode RLS kernel (packed P, one warp per neuron, staged in shared memory or
-    streamed twice from device memory) for n = 58 and 90 inputs, float32 (and float16, int16,
-    float64 at n = 90; 1M neurons at n = 90 if memory allows), as GB/s = 2 * bytes(P) / time
-    (one read and one write of P, like a copy), against the device copy bandwidth (numba
-    device-to-device copy of a 4 GB array, read + write counted).
+(a) The fast-mode RLS kernels on packed P (block: one thread block per neuron; warp: one warp
+    per neuron, both with the row staged in shared memory; streamed: one warp per neuron
+    reading P twice from device memory) for n = 58 and 90 inputs, float32 (and float16, int16,
+    float64 at n = 90; 1M neurons at n = 90 if memory allows; the block kernel with 16 or all
+    of its loads per thread in flight), as GB/s = 2 * bytes(P) / time (one read and one
+    write of P, like a copy), against the device copy bandwidth (numba device-to-device copy of
+    a 4 GB array, read + write counted).  The training loops of (b) use the fastest float32
+    kernel at n = 90 (unless TSN_GPU_RLS is set).
 (b) Seconds per training loop (one 2000 ms trial, 100 RLS updates) for the default config
     (4096 neurons) and the paper's 1M model (K = 512, l_exc = l_inh = 45, 90 plastic inputs),
     with GpuSimulator + GpuLearner driven like ``phases.train`` on one process; split into the
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import re
 import sys
@@ -104,9 +108,9 @@ def copy_bandwidth(nbytes: int, reps: int) -> float:
 
 
 def rls_bandwidth(n_owned: int, l_half: int, reps: int, dtype: str = "float32",
-                  kernel: str = "staged") -> dict:
-    """Time the packed RLS kernel (warp per neuron, ``kernel`` staged or streamed) on n_owned
-    neurons with m = 2 * l_half inputs and P of ``dtype`` (int16: scale 2^14)."""
+                  kernel: str = "block", unroll: int = 0) -> dict:
+    """Time the packed RLS kernel ``kernel`` (block, warp or streamed; see rls.rls_launch) on
+    n_owned neurons with m = 2 * l_half inputs and P of ``dtype`` (int16: scale 2^14)."""
     m = 2 * l_half
     n_rls = m
     L = n_rls * (n_rls + 1) // 2
@@ -129,12 +133,10 @@ def rls_bandwidth(n_owned: int, l_half: int, reps: int, dtype: str = "float32",
     target = cuda.to_device(g.normal(size=n_owned).astype(np.float32))
     bad = cuda.to_device(np.zeros(n_owned, np.uint8))
     nbad = cuda.to_device(np.zeros(1, np.int32))
-    kern, wpb = R.rls_warp_kernel(0, m, dtype, kernel == "staged")
-    blocks = -(-n_owned // wpb)
+    launch = R.rls_launch(0, m, dtype, kernel, unroll)
 
     def run():
-        kern[blocks, 32 * wpb](P, pre_d, w_d, r, x_ff, w_ff, u_bal, target, scale, 0, 0, bad,
-                               nbad)  # fmt: skip
+        launch(n_owned, P, pre_d, w_d, r, x_ff, w_ff, u_bal, target, scale, 0, 0, bad, nbad)
         cuda.synchronize()
 
     t = time.perf_counter()
@@ -151,7 +153,8 @@ def rls_bandwidth(n_owned: int, l_half: int, reps: int, dtype: str = "float32",
     P = pre_d = w_d = None  # noqa: F841 - release the device arrays
     free_device()
     return {"n_owned": n_owned, "n_rls": n_rls, "dtype": dtype, "kernel": kernel,
-            "warps_per_block": wpb, "p_gb": p_bytes / 1e9, "best_s": best,
+            "unroll": unroll, "threads_per_block": launch.threads,
+            "neurons_per_block": launch.neurons_per_block, "p_gb": p_bytes / 1e9, "best_s": best,
             "median_s": float(np.median(times)), "first_call_s": first,
             "gb_s": 2 * p_bytes / best / 1e9, "bad_flags": nb}  # fmt: skip
 
@@ -238,7 +241,7 @@ def time_loops(name: str, cfg, loops: int, per_step_loop: bool) -> dict:
     cuda.synchronize()
     setup = time.perf_counter() - t
     log(f"{name}: device setup {setup:.1f} s (P {learner.nbytes() / 1e9:.2f} GB, "
-        f"{'staged' if learner.staged else 'streamed'} RLS kernel)")  # fmt: skip
+        f"{learner.rls.kind} RLS kernel)")  # fmt: skip
     rows = []
     for loop in range(1, loops + 2 + int(per_step_loop)):  # loop 1 includes compilation
         if loop == loops + 2:  # the extra loop: two kernel launches per step
@@ -260,7 +263,8 @@ def time_loops(name: str, cfg, loops: int, per_step_loop: bool) -> dict:
         "us_per_step": 1e6 * float(np.median([r["sim_s"] for r in timed])) / d.n_steps,
         "ms_per_rls_update": 1e3 * float(np.median([r["rls_s"] for r in timed])) / d.n_learn,
         "fused": sim._fused_kernel is not None, "fused_error": sim.fused_error,
-        "init_rate_hz": init_rate, "rls_kernel": "staged" if learner.staged else "streamed",
+        "init_rate_hz": init_rate, "rls_kernel": learner.rls.kind,
+        "rls_unroll": os.environ.get("TSN_GPU_RLS_UNROLL", "default"),
         "loops": rows,
     }  # fmt: skip
     if per_step_loop and len(rows) > loops + 1:
@@ -300,6 +304,18 @@ def one_loop(sim, learner, net, d, loop: int) -> dict:
 
 # ----------------------------------------------------------------------------------- main
 
+UNROLLS = (0, 16)  # the block kernel's loads in flight per thread (0 = its whole share)
+
+
+def pick_rls(rows: list[dict], n_rls: int) -> dict | None:
+    """The fastest float32 kernel for n_rls inputs at the largest neuron count measured."""
+    rows = [r for r in rows if r["n_rls"] == n_rls and r["dtype"] == "float32"]
+    if not rows:
+        return None
+    most = max(r["n_owned"] for r in rows)
+    return min((r for r in rows if r["n_owned"] == most), key=lambda r: r["best_s"])
+
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -309,6 +325,8 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (simulator check)")
     ap.add_argument("--out", type=Path, default=None, help="JSON path (default: results/)")
     args = ap.parse_args()
+    if simulated():  # --smoke under the CUDA simulator: see tests/gpu/test_kernels_sim.py
+        sys.setswitchinterval(1e-4)
     dev = select_device(SerialComm())
     name = "simulator" if simulated() else cuda.get_current_device().name
     name = name.decode() if isinstance(name, bytes) else str(name)
@@ -319,21 +337,28 @@ def main() -> None:
     bw = copy_bandwidth(int(copy_gb * 1e9), args.reps)
     res["copy_gb_s"] = bw
     log(f"device copy ({copy_gb:g} GB, read+write): {bw:.0f} GB/s")
+    # (n_owned, l_half, P dtype, kernel, unroll); unroll 0 = the block kernel's default
     if args.smoke:
-        sizes = [(9, 29, "float32", "staged"), (9, 29, "float32", "streamed"),
-                 (9, 4, "int16", "staged")]  # fmt: skip
+        sizes = [(9, 29, "float32", "block", 0), (9, 29, "float32", "block", 4),
+                 (9, 29, "float32", "warp", 0), (9, 29, "float32", "streamed", 0),
+                 (9, 4, "int16", "block", 0)]  # fmt: skip
     else:
-        sizes = [(600_000, 29, "float32", "staged"), (600_000, 29, "float32", "streamed"),
-                 (250_000, 45, "float32", "staged"), (250_000, 45, "float32", "streamed"),
-                 (250_000, 45, "float16", "staged"), (250_000, 45, "int16", "staged"),
-                 (250_000, 45, "float64", "streamed")]  # fmt: skip
+        sizes = [(600_000, 29, "float32", "block", 0), (600_000, 29, "float32", "warp", 0),
+                 (600_000, 29, "float32", "streamed", 0)]  # fmt: skip
+        sizes += [(250_000, 45, "float32", "block", u) for u in UNROLLS]
+        sizes += [(250_000, 45, "float32", "warp", 0), (250_000, 45, "float32", "streamed", 0),
+                  (250_000, 45, "float16", "block", 0), (250_000, 45, "int16", "block", 0),
+                  (250_000, 45, "float64", "block", 0),
+                  (250_000, 45, "float64", "streamed", 0)]  # fmt: skip
         if not args.skip_1m:
-            sizes.append((1_000_000, 45, "float32", "staged"))
+            sizes += [(1_000_000, 45, "float32", "block", u) for u in UNROLLS]
+            sizes += [(1_000_000, 45, "float32", "warp", 0)]
     res["rls"] = []
-    for n_owned, l_half, dtype, kind in sizes:
-        what = f"RLS n={2 * l_half} {dtype} {kind}, {n_owned} neurons"
+    for n_owned, l_half, dtype, kind, unroll in sizes:
+        what = f"RLS n={2 * l_half} {dtype} {kind}{f' unroll {unroll}' if unroll else ''}, " \
+               f"{n_owned} neurons"  # fmt: skip
         try:
-            r = rls_bandwidth(n_owned, l_half, args.reps, dtype, kind)
+            r = rls_bandwidth(n_owned, l_half, args.reps, dtype, kind, unroll)
         except Exception as exc:  # noqa: BLE001
             if not is_oom(exc):
                 raise
@@ -345,7 +370,14 @@ def main() -> None:
         log(f"{what}, P {r['p_gb']:.2f} GB: {r['best_s'] * 1e3:.2f} ms/update, "
             f"{r['gb_s']:.0f} GB/s ({r['pct_copy']:.0f}% of copy), first call "
             f"{r['first_call_s']:.1f} s, bad {r['bad_flags']}")  # fmt: skip
-    # (b) loops
+    # (b) loops, with the fastest float32 n = 90 kernel of (a) at the largest size measured
+    best = pick_rls(res["rls"], 2 * (29 if args.smoke else 45))
+    if best and "TSN_GPU_RLS" not in os.environ:
+        os.environ["TSN_GPU_RLS"] = best["kernel"]
+        os.environ["TSN_GPU_RLS_UNROLL"] = str(best["unroll"])
+        log(f"training loops use the {best['kernel']} kernel, unroll {best['unroll']}")
+    keys = ("TSN_GPU_RLS", "TSN_GPU_RLS_UNROLL")
+    res["loop_rls_kernel"] = {k: os.environ.get(k) for k in keys}
     if args.smoke:
         models = [("micro", from_dict({
             "network": {"n_cells": 64, "p_ee": 0.4},
@@ -369,11 +401,12 @@ def main() -> None:
             log(f"{label}: skipped (out of memory: {type(exc).__name__})")
             free_device()
     # table
-    print("\nRLS kernel (packed P, one warp per neuron; GB/s = 2 x bytes(P) / time)", flush=True)
-    print(f"{'n':>4} {'P type':>8} {'kernel':>9} {'neurons':>9} {'P GB':>7} {'ms/update':>10} "
-          f"{'GB/s':>7} {'% copy':>7}")  # fmt: skip
+    print("\nRLS kernel (packed P; GB/s = 2 x bytes(P) / time)", flush=True)
+    print(f"{'n':>4} {'P type':>8} {'kernel':>9} {'unroll':>6} {'neurons':>9} {'P GB':>7} "
+          f"{'ms/update':>10} {'GB/s':>7} {'% copy':>7}")  # fmt: skip
     for r in res["rls"]:
-        print(f"{r['n_rls']:>4} {r['dtype']:>8} {r['kernel']:>9} {r['n_owned']:>9} "
+        print(f"{r['n_rls']:>4} {r['dtype']:>8} {r['kernel']:>9} {r['unroll'] or '-':>6} "
+              f"{r['n_owned']:>9} "
               f"{r['p_gb']:>7.2f} {r['best_s'] * 1e3:>10.2f} {r['gb_s']:>7.0f} "
               f"{r['pct_copy']:>7.0f}")  # fmt: skip
     print(f"device copy: {bw:.0f} GB/s (read + write)")

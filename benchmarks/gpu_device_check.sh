@@ -7,9 +7,11 @@
 # pytest for the tests).  In priority order, each part with its own time limit, everything
 # written under $OUT as it goes (a run cut short still leaves the finished parts):
 #   env.txt          GPU, versions, which optional modules import
-#   gpu_bench.*      benchmarks/gpu.py: copy bandwidth, RLS kernel GB/s (staged / streamed,
-#                    float32 / float16 / int16 / float64), s/loop default + 1M model, rates
+#   gpu_bench.*      benchmarks/gpu.py: copy bandwidth, RLS kernel GB/s (block / warp /
+#                    streamed kernels, the block kernel's unroll, float32 / float16 / int16 /
+#                    float64), s/loop default + 1M model with the fastest kernel, rates
 #   pytest_gpu.log   tests/gpu/test_gpu_vs_cpu.py on the device (CPU vs GPU, no simulator)
+#   ncu_rls_*.log    Nsight Compute sections of the block and warp RLS kernels (if ncu is there)
 #   cli_*.log        tsn-mpi new / init / train --gpu (3 loops) on the default model, float32
 #                    and int16 P, rates per loop
 #   summary.txt      exit code and seconds of every part
@@ -47,6 +49,15 @@ part gpu_bench "${BENCH_S:-330}" $PY benchmarks/gpu.py --loops 2 --out "$OUT/gpu
 
 if $PY -c "import pytest" 2>/dev/null; then
   part pytest_gpu "${TEST_S:-240}" $PY -m pytest -q -x -p no:cacheprovider tests/gpu/test_gpu_vs_cpu.py
+fi
+
+NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
+if [ -n "$NCU" ]; then  # profile of the RLS kernels (block, warp) on 100k neurons, n = 90
+  for kind in block warp; do
+    part "ncu_rls_$kind" "${NCU_S:-90}" "$NCU" -k regex:^kernel -c 1 \
+      --section SpeedOfLight --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
+      $PY -c "import sys; sys.path.insert(0, 'benchmarks'); import gpu; print(gpu.rls_bandwidth(100_000, 45, 1, 'float32', '$kind'))"
+  done
 fi
 
 if $PY -c "import h5py, matplotlib" 2>/dev/null; then
