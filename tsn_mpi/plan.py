@@ -99,7 +99,7 @@ RLS_VALUES_THREAD = 2.2e9       # values of P per second per thread (fused tiled
 RLS_VALUES_NODE = 4.3e9         # values of P per second per node (all its ranks and threads)
 CKPT_GBS = 0.7                  # GB/s of P written to a checkpoint (1M model, 8.55 GB, R = 2)
 GPU_MEM_BYTES = 80 * GB         # default memory of one GPU
-GPU_RLS_GBS = 836.0             # GB/s of P, warp-per-neuron kernel (H100: 1672 GB/s r+w, 1M, n=90)
+GPU_RLS_GBS = 985.0             # GB/s of P, block-per-neuron kernel (H100: 1969 GB/s r+w, 1M, n=90)
 GPU_STEP_S = 10.8e-6            # s per step, fused time loop on one GPU (H100, 4096 neurons)
 GPU_STEP_MULTI_S = 177e-6       # s per step with two launches + host allgather (H100)
 GPU_NEURON_S = 7.45e-11         # s per neuron-step on a GPU ((85.3 - 10.8) us / 1M, H100)
