@@ -57,3 +57,5 @@ def test_info_runs():
     r = cli("info")
     assert r.returncode == 0, r.stderr
     assert "numba" in r.stdout and "parallel HDF5" in r.stdout
+    gpus = [line for line in r.stdout.splitlines() if line.startswith("GPUs")]
+    assert len(gpus) == 1 and "cupy" not in gpus[0]  # as numba.cuda (the GPU backend) sees them

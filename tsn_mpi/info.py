@@ -63,19 +63,22 @@ def _threading_layer() -> str:
 
 
 def _gpus() -> str:
+    """CUDA devices as numba.cuda (the GPU backend's library) sees them, or why there are none."""
     try:
-        import cupy
-    except ImportError:
-        return "cupy not installed (pip install 'tsn-mpi[gpu]')"
+        from numba import cuda
+    except Exception as exc:  # noqa: BLE001 - numba built without CUDA support
+        return f"numba.cuda unavailable ({str(exc).splitlines()[0]}; pip install 'tsn-mpi[gpu]')"
+    import numba
+
+    if numba.config.ENABLE_CUDASIM:
+        return "CUDA simulator (NUMBA_ENABLE_CUDASIM=1): kernels run on the CPU"
     try:
-        n = cupy.cuda.runtime.getDeviceCount()
-    except Exception:  # noqa: BLE001
-        return "cupy installed, no usable CUDA device"
-    names = []
-    for i in range(n):
-        props = cupy.cuda.runtime.getDeviceProperties(i)
-        names.append(props["name"].decode() if isinstance(props["name"], bytes) else props["name"])
-    return f"{n}: " + ", ".join(names)
+        if not cuda.is_available():
+            return "no usable CUDA device (driver missing, or CUDA_VISIBLE_DEVICES empty)"
+        names = [g.name.decode() if isinstance(g.name, bytes) else str(g.name) for g in cuda.gpus]
+    except Exception as exc:  # noqa: BLE001 - any driver error means "not usable"
+        return f"the CUDA driver cannot be used ({str(exc).splitlines()[0] if str(exc) else exc!r})"
+    return f"{len(names)}: " + ", ".join(names)
 
 
 def print_info(comm) -> None:

@@ -8,6 +8,7 @@ sampling thread) and rank 0 prints one line per rank.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 
@@ -26,13 +27,18 @@ def _cpu_seconds() -> float:
 
 
 def _gpu_bytes() -> int | None:
-    try:
-        import cupy
-    except ImportError:
+    """Memory in use on the GPU this rank's GPU backend selected (the whole device's, as the
+    driver reports it); None when the process uses no GPU."""
+    device = sys.modules.get("tsn_mpi.backends.gpu.device")
+    dev = getattr(device, "SELECTED", None)
+    if dev is None:
         return None
     try:
-        free, total = cupy.cuda.runtime.memGetInfo()
-    except Exception:  # noqa: BLE001 - no device
+        from numba import cuda
+
+        cuda.select_device(dev)  # this sampling thread joins the device's primary context
+        free, total = cuda.current_context().get_memory_info()
+    except Exception:  # noqa: BLE001 - driver gone, simulator: no reading
         return None
     return int(total - free)
 

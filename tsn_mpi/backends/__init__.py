@@ -1,8 +1,8 @@
-"""Compute backends chosen by name: ``cpu`` (numba kernels) or ``gpu`` (cupy kernels).
+"""Compute backends chosen by name: ``cpu`` (numba kernels) or ``gpu`` (numba-cuda kernels).
 
 Both packages expose the same submodules, functions and signatures (e.g. ``rls.rls_fast``), so
 a driver picks one with :func:`get_backend` once and calls it without knowing which it got.
-cupy is imported only when the ``gpu`` backend is requested.
+numba-cuda is imported only when the ``gpu`` backend is requested.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ KEYS: list[Key] = [
     K("run", "seed", 1, int, "Seed of every random stream (connectivity, targets, noise...).",
       non_negative, "seed"),
     K("run", "backend", "cpu", str, "Where training and test run: 'cpu' (numba) or 'gpu' "
-      "(CuPy, one GPU per rank).", one_of("cpu", "gpu")),
+      "(numba-cuda, one GPU per rank).", one_of("cpu", "gpu")),
     # ---- network -----------------------------------------------------------------------------
     K("network", "n_cells", 4096, int, "Number of recurrent neurons N.", positive, "Ncells"),
     K("network", "frac_exc", 0.5, float, "Fraction of excitatory neurons: Ne = floor(N*frac_exc)"

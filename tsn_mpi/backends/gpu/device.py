@@ -25,6 +25,7 @@ LOCAL_RANK_VARS = (
     "PALS_LOCAL_RANKID",  # Cray PALS
 )
 HINT = "install 'tsn-mpi[gpu]' (numba-cuda) on a machine with an NVIDIA GPU and driver"
+SELECTED: int | None = None  # the device select_device bound this process to (monitor.py)
 
 
 def simulated() -> bool:
@@ -109,6 +110,8 @@ def select_device(comm) -> int:
     why = _kernel_problem()
     if why is not None:
         raise _fail(why)
+    global SELECTED
+    SELECTED = dev
     return dev
 
 
