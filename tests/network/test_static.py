@@ -122,3 +122,23 @@ def test_frac_selects_the_most_active_neurons():
     pre, _, _ = plastic.erdos_renyi(ctx)
     assert pre[:, : d.l_exc].max() < 150
     assert pre[:, d.l_exc :].min() >= 300 and pre[:, d.l_exc :].max() < 450
+
+
+def test_static_lists_do_not_depend_on_the_thread_count():
+    """The generator runs in parallel over blocks of presynaptic neurons; every pre has its own
+    stream and output slice, so one thread and two give the same lists."""
+    from numba import get_num_threads, set_num_threads
+
+    ctx = _ctx()
+    saved = get_num_threads()
+    try:
+        set_num_threads(1)
+        one = static.erdos_renyi(ctx, range(3, 600))
+        set_num_threads(min(2, saved))
+        two = static.erdos_renyi(ctx, range(3, 600))
+    finally:
+        set_num_threads(saved)
+    for a, b in zip(one, two, strict=True):
+        assert np.array_equal(a, b)
+    ip, post, _ = one
+    assert ip[-1] == post.size > 0 and np.all(np.diff(ip) == ip[1] - ip[0])

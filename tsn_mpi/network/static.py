@@ -10,7 +10,7 @@ postsynaptic neurons.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import get_num_threads, njit, prange
 
 from tsn_mpi import rng
 from tsn_mpi.network.sampling import floyd_sample, scratch_table
@@ -28,28 +28,34 @@ def sorted_partners(seed, pre, n, k2, table, buf, st):  # pragma: no cover - jit
     buf.sort()
 
 
-@njit(cache=True)
-def _er_out(seed, pre_lo, pre_hi, n, k2, n_exc, w_ee, w_ie, w_ei, w_ii, table):  # pragma: no cover
+@njit(cache=True, parallel=True)
+def _er_out(seed, pre_lo, pre_hi, n, k2, n_exc, w_ee, w_ie, w_ei, w_ii, tsize,
+            n_blocks):  # pragma: no cover - jitted
+    """Outgoing CSR of pres [pre_lo, pre_hi), 2K partners each, in parallel over ``n_blocks``
+    blocks of pres (each pre has its own stream and its own slice of the output: the result
+    does not depend on the thread count)."""
     npre = pre_hi - pre_lo
-    indptr = np.empty(npre + 1, dtype=np.int64)
+    indptr = np.arange(npre + 1, dtype=np.int64) * k2
     post = np.empty(npre * k2, dtype=np.int32)
     weight = np.empty(npre * k2, dtype=np.float32)
-    buf = np.empty(k2, dtype=np.int64)
-    st = np.empty(1, dtype=np.uint64)
-    indptr[0] = 0
-    for p in range(npre):
-        pre = pre_lo + p
-        sorted_partners(seed, pre, n, k2, table, buf, st)
-        pre_exc = pre < n_exc
-        for q in range(k2):
-            j = buf[q]
-            post[p * k2 + q] = j
-            post_exc = j < n_exc
-            if pre_exc:
-                weight[p * k2 + q] = w_ee if post_exc else w_ie
-            else:
-                weight[p * k2 + q] = w_ei if post_exc else w_ii
-        indptr[p + 1] = (p + 1) * k2
+    n_blocks = max(1, min(npre, n_blocks))
+    size = -(-npre // n_blocks)
+    for b in prange(n_blocks):
+        table = np.full(tsize, -1, dtype=np.int64)  # scratch of this block (see floyd_sample)
+        buf = np.empty(k2, dtype=np.int64)
+        st = np.empty(1, dtype=np.uint64)
+        for p in range(b * size, min(npre, (b + 1) * size)):
+            pre = pre_lo + p
+            sorted_partners(seed, pre, n, k2, table, buf, st)
+            pre_exc = pre < n_exc
+            for q in range(k2):
+                j = buf[q]
+                post[p * k2 + q] = j
+                post_exc = j < n_exc
+                if pre_exc:
+                    weight[p * k2 + q] = w_ee if post_exc else w_ie
+                else:
+                    weight[p * k2 + q] = w_ei if post_exc else w_ii
     return indptr, post, weight
 
 
@@ -65,5 +71,5 @@ def erdos_renyi(ctx, pre: range) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     (w_ee, w_ie), (w_ei, w_ii) = d.w_static
     return _er_out(
         ctx.seed, pre.start, pre.stop, d.n_cells, k2, d.n_exc, w_ee, w_ie, w_ei, w_ii,
-        scratch_table(k2),
+        scratch_table(k2).size, 16 * get_num_threads(),
     )
