@@ -177,7 +177,7 @@ def test_deliver_and_traces_match_numpy():
 def test_rls_kernel_matches_cpu_rls_fast():
     """The block-per-neuron kernel and the warp-per-neuron kernels (staged and streamed)
     against the CPU kernel: every float precision, a-priori / textbook gain, benchmark mode, a
-    bad neuron; n = 37 and 38 (two warps per block, two rows per lane) for float32, n = 7 and 8
+    bad neuron; n = 37, 38 and 70 (two and three warps per block) for float32, n = 7 and 8
     otherwise; the block kernel's staging with a tail group (unroll 4) and with its whole
     share."""
     run_script("""
@@ -194,6 +194,7 @@ def test_rls_kernel_matches_cpu_rls_fast():
         # (P dtype, n_ff, m, neurons, kernel, unroll, (textbook, apply))
         cases = [("float32", 2, 36, 5, "block", 4, (0, 1)),
                  ("float32", 1, 36, 5, "block", 0, (1, 1)),  # odd n
+                 ("float32", 2, 68, 5, "block", 0, (0, 1)),  # three warps per block
                  ("float32", 2, 36, 5, "warp", 0, (0, 1)),
                  ("float32", 2, 36, 5, "streamed", 0, (1, 1)),
                  ("float64", 2, 5, 9, "block", 0, (0, 1)),  # odd n
