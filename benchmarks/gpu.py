@@ -5,10 +5,10 @@
 (a) The fast-mode RLS kernels on packed P (block: one thread block per neuron; warp: one warp
     per neuron, both with the row staged in shared memory; streamed: one warp per neuron
     reading P twice from device memory) for n = 58 and 90 inputs, float32 (and float16, int16,
-    float64 at n = 90; 1M neurons at n = 90 if memory allows; the block kernel with 16 or all
-    of its loads per thread in flight), as GB/s = 2 * bytes(P) / time (one read and one
-    write of P, like a copy), against the device copy bandwidth (numba device-to-device copy of
-    a 4 GB array, read + write counted).  The training loops of (b) use the fastest float32
+    float64 at n = 90; 1M neurons at n = 90 if memory allows; the block kernel staging 16 or
+    all of its loads per thread as one unrolled group), as GB/s = 2 * bytes(P) / time (one read
+    and one write of P, like a copy), against the device copy bandwidth (numba device-to-device
+    copy of a 4 GB array, read + write counted).  The training loops of (b) use the fastest float32
     kernel at n = 90 (unless TSN_GPU_RLS is set).
 (b) Seconds per training loop (one 2000 ms trial, 100 RLS updates) for the default config
     (4096 neurons) and the paper's 1M model (K = 512, l_exc = l_inh = 45, 90 plastic inputs),
@@ -304,7 +304,7 @@ def one_loop(sim, learner, net, d, loop: int) -> dict:
 
 # ----------------------------------------------------------------------------------- main
 
-UNROLLS = (0, 16)  # the block kernel's loads in flight per thread (0 = its whole share)
+UNROLLS = (0, 16)  # the block kernel's staging group, loads per thread (0 = its whole share)
 
 
 def pick_rls(rows: list[dict], n_rls: int) -> dict | None:

@@ -86,7 +86,7 @@ class GpuLearner:
     ``kernel``: 'block' (one thread block per neuron, P row in shared memory), 'warp' (one warp
     per neuron, row in shared memory), 'streamed' (one warp per neuron, P read twice from
     device memory) or None (block when the row fits, else streamed; env TSN_GPU_RLS
-    overrides; env TSN_GPU_RLS_UNROLL sets the block kernel's loads in flight per thread).
+    overrides; env TSN_GPU_RLS_UNROLL sets the block kernel's staging group (loads per thread).
     """
 
     def __init__(

@@ -157,8 +157,8 @@ def rls_block_kernel(n_ff: int, m: int, p_dtype: str, unroll: int = 0):
     Launch ``kernel[n_owned, threads](...)`` with the arguments of :func:`rls_warp_kernel`.
     Thread t owns row and column t of the neuron's P (threads = n rounded up to whole warps):
 
-    1. all threads stage the packed row in shared memory (``unroll`` loads per thread in flight;
-       0 = the whole share at once) and gather ``x_t``;
+    1. all threads stage the packed row in shared memory (in unrolled groups of ``unroll`` loads
+       per thread; 0 = the whole share as one group) and gather ``x_t``;
     2. ``k_t = sum_j P(min(t, j), max(t, j)) x_j``: n steps per thread reading column t
        ``T_t + j`` (j < t; triangular numbers are distinct mod 32: no bank conflicts) and row
        t's upper part ``T_j + t`` (j >= t; consecutive in t) -- every thread does the same work;
@@ -343,8 +343,8 @@ def rls_launch(n_ff: int, m: int, p_dtype: str, kind: str | None = None,
     """The update kernel for n = n_ff + m inputs: ``kind`` 'block' (one block per neuron, P row in
     shared memory; the default where the row fits), 'warp' (one warp per neuron, row in shared
     memory) or 'streamed' (one warp per neuron, P read from device memory; rows too large for
-    shared memory).  ``unroll``: loads in flight per thread while the block kernel stages a row
-    (0 = its whole share)."""
+    shared memory).  ``unroll``: loads per thread in each unrolled group while the block kernel
+    stages a row (0 = its whole share in one group)."""
     n = n_ff + m
     if kind is None:
         kind = "block" if block_fits(n, p_dtype) else "streamed"
