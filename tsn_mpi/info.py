@@ -63,21 +63,18 @@ def _threading_layer() -> str:
 
 
 def _gpus() -> str:
-    """CUDA devices as numba.cuda (the GPU backend's library) sees them, or why there are none."""
+    """CUDA devices as the GPU backend (numba.cuda) sees them, or why there are none."""
     try:
-        from numba import cuda
+        from tsn_mpi.backends.gpu import device
     except Exception as exc:  # noqa: BLE001 - numba built without CUDA support
         return f"numba.cuda unavailable ({str(exc).splitlines()[0]}; pip install 'tsn-mpi[gpu]')"
-    import numba
-
-    if numba.config.ENABLE_CUDASIM:
+    if device.simulated():
         return "CUDA simulator (NUMBA_ENABLE_CUDASIM=1): kernels run on the CPU"
-    try:
-        if not cuda.is_available():
-            return "no usable CUDA device (driver missing, or CUDA_VISIBLE_DEVICES empty)"
-        names = [g.name.decode() if isinstance(g.name, bytes) else str(g.name) for g in cuda.gpus]
-    except Exception as exc:  # noqa: BLE001 - any driver error means "not usable"
-        return f"the CUDA driver cannot be used ({str(exc).splitlines()[0] if str(exc) else exc!r})"
+    why = device.driver_problem()
+    if why is not None:
+        return why
+    names = [g.name.decode() if isinstance(g.name, bytes) else str(g.name)
+             for g in device.cuda.gpus]  # fmt: skip
     return f"{len(names)}: " + ", ".join(names)
 
 

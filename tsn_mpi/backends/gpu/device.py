@@ -42,7 +42,7 @@ def node_local_rank(comm) -> int:
     return int(comm.rank)
 
 
-def _driver_problem() -> str | None:
+def driver_problem() -> str | None:
     """Why the CUDA driver cannot be used, as one short phrase (None: devices are visible)."""
     if simulated():
         return None
@@ -80,13 +80,13 @@ def _fail(why: str) -> LaunchError:
 def gpu_available() -> bool:
     """True if the CUDA driver sees a device (False under the simulator).  Cheap: creates no
     context and compiles nothing, so :func:`select_device` can still pick any device."""
-    return not simulated() and _driver_problem() is None
+    return not simulated() and driver_problem() is None
 
 
 def require_gpu() -> None:
     """Raise LaunchError (one line) unless a kernel compiles and runs on the current device
     (device 0 if none was selected); passes under the simulator."""
-    why = _driver_problem()
+    why = driver_problem()
     if why is None and not simulated():
         why = _kernel_problem()
     if why is not None:
@@ -96,7 +96,7 @@ def require_gpu() -> None:
 def select_device(comm) -> int:
     """Bind this rank to GPU ``node_local_rank % n_devices`` and check it runs kernels; call it
     before any other GPU work of the process.  Returns the device index."""
-    why = _driver_problem()
+    why = driver_problem()
     if why is not None:
         raise _fail(why)
     if simulated():
