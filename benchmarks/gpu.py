@@ -325,9 +325,7 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (simulator check)")
     ap.add_argument("--out", type=Path, default=None, help="JSON path (default: results/)")
     args = ap.parse_args()
-    if simulated():  # --smoke under the CUDA simulator: see tests/gpu/test_kernels_sim.py
-        sys.setswitchinterval(1e-4)
-    dev = select_device(SerialComm())
+    dev = select_device(SerialComm())  # under the CUDA simulator: also its fixes (cudasim_fixes)
     name = "simulator" if simulated() else cuda.get_current_device().name
     name = name.decode() if isinstance(name, bytes) else str(name)
     log(f"device {dev}: {name}")

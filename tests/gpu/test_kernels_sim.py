@@ -23,15 +23,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# The simulator runs every CUDA thread of a block as a Python thread and its block manager
-# busy-polls them; at the default 5 ms GIL switch interval each syncthreads() then costs several
-# intervals.  0.1 ms makes the kernel tests 2-7x faster.
+# Every script runs with the simulator fixes of tsn_mpi.backends.gpu.cudasim_fixes: shared
+# arrays allocated under a lock, and (with greenlet, a test dependency) the threads of a block
+# run one at a time in a fixed order, so a simulator run is repeatable.  (The 0.1 ms GIL switch
+# interval these scripts used to set sped up the simulator's busy-polling manager, and made its
+# races likely: issue #24.)
 PRELUDE = """\
-import sys
-sys.setswitchinterval(1e-4)
 import warnings
 warnings.filterwarnings("ignore", "overflow encountered", RuntimeWarning)
 import numpy as np
+from tsn_mpi.backends.gpu import cudasim_fixes as _cudasim_fixes
+_cudasim_fixes.apply()
 """
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from numba import config as numba_config
 from numba import cuda
 
+from tsn_mpi.backends.gpu import cudasim_fixes
 from tsn_mpi.errors import LaunchError
 
 LOCAL_RANK_VARS = (
@@ -100,6 +101,7 @@ def select_device(comm) -> int:
     if why is not None:
         raise _fail(why)
     if simulated():
+        cudasim_fixes.apply()
         return 0
     # numba warns once per small grid ("under-utilization"): expected for small networks
     from numba.core.errors import NumbaPerformanceWarning

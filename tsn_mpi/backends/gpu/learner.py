@@ -19,6 +19,7 @@ import os
 import numpy as np
 from numba import cuda
 
+from tsn_mpi.backends.gpu import cudasim_fixes
 from tsn_mpi.backends.gpu import rls as R
 from tsn_mpi.backends.gpu.device import shared_weights, sync_to_host, to_device
 from tsn_mpi.errors import ConfigError
@@ -106,6 +107,7 @@ class GpuLearner:
             )
         if lr.p_precision not in STORAGE_DTYPES:
             raise ConfigError(f"learning.p_precision = {lr.p_precision!r} is not supported")
+        cudasim_fixes.apply()  # no-op on a GPU
         self.cfg, self.d, self.net = cfg, d, net
         self.mode, self.storage, self.precision = lr.mode, lr.p_storage, lr.p_precision
         self.textbook = lr.gain == "textbook"

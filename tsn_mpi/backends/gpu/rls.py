@@ -442,7 +442,8 @@ def rls_warp_kernel(n_ff: int, m: int, p_dtype: str, staged: bool | None = None)
             kr[q] = kq
             if a < n:
                 ks[wi, a] = kq
-                c += np.float64(xs[wi, a]) * np.float64(kq)
+                if valid:  # a warp past the last neuron never wrote its xs (racecheck)
+                    c += np.float64(xs[wi, a]) * np.float64(kq)
                 if not math.isfinite(kq):
                     bad_k = True
         red_c[wi, lane] = c

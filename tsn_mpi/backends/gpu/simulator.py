@@ -27,6 +27,7 @@ from numba import cuda, njit
 
 from tsn_mpi import rng
 from tsn_mpi.backends.cpu.loop import draw_normals
+from tsn_mpi.backends.gpu import cudasim_fixes
 from tsn_mpi.backends.gpu import kernels as K
 from tsn_mpi.backends.gpu.device import on_sync, shared_weights, simulated, to_device
 from tsn_mpi.errors import ConfigError
@@ -77,6 +78,7 @@ class GpuSimulator:
                 "models run on the GPU (run.backend = 'gpu'); use run.backend = 'cpu' for "
                 "custom cell models"
             )
+        cudasim_fixes.apply()  # no-op on a GPU
         self.cfg, self.d, self.net, self.cell, self.comm = cfg, d, net, cell, comm
         n, N = net.n_owned, d.n_cells
         self.n = n
