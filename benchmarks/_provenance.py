@@ -78,10 +78,26 @@ def provenance(script: str | Path, gpu: str | None = None) -> dict:
     }
 
 
-def save_json(path: str | Path, data: dict, script: str | Path, gpu: str | None = None) -> Path:
-    """Write ``data`` plus a ``provenance`` block to ``path`` (parents created)."""
+def _jsonable(obj):
+    """numpy scalars and arrays (the ``default`` of json.dumps)."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return float(obj)
+
+
+def save_json(path: str | Path, data: dict, script: str | Path, gpu: str | None = None,
+              indent: int = 1) -> Path:
+    """Write ``data`` plus a ``provenance`` block to ``path`` (parents created).
+
+    When ``data`` already holds a ``provenance`` (a script updating part of an earlier results
+    file, e.g. ``small_mode.py --kernels-only``), it is kept as ``provenance["earlier"]``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = {"provenance": provenance(script, gpu), **data}
-    path.write_text(json.dumps(out, indent=1) + "\n")
+    data = dict(data)
+    earlier = data.pop("provenance", None)
+    prov = provenance(script, gpu)
+    if earlier:
+        prov["earlier"] = earlier
+    out = {"provenance": prov, **data}
+    path.write_text(json.dumps(out, indent=indent, default=_jsonable) + "\n")
     return path

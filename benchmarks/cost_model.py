@@ -1,5 +1,5 @@
-"""The cost model of docs/scaling.md (``tsn_mpi.plan``): checked against this machine's
-measurements, then projected to 10M and 100M neurons on CPU clusters and GPUs.
+"""The cost model of docs/scaling.md (``tsn_mpi.plan``): checked against the measurements in
+benchmarks/results, then projected to 10M and 100M neurons on CPU clusters and GPUs.
 
     python benchmarks/cost_model.py
 
@@ -16,6 +16,7 @@ Saves benchmarks/results/cost_model.json.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -77,7 +78,7 @@ def validation() -> list[dict]:
             rate = r.get("firing_rate_hz", 4.75)  # init rates 3.4 (E) and 6.1 Hz (I)
             pred = plan(_default(), int(ranks), rate_hz=rate)
             rows.append(dict(label=f"default, R={ranks} (strong)", ranks=int(ranks),
-                             measured_s=r["elapsed_s"] - r["io_s"],
+                             measured_s=r["elapsed_s"] - r["io_s"], source=p.name,
                              model_s=pred["seconds_per_loop"], model=pred["time"]))  # fmt: skip
     p = RES / "weak_scaling.json"
     if p.exists():
@@ -85,7 +86,7 @@ def validation() -> list[dict]:
         for r in ws["rows"]:
             pred = plan(_default(r["n_cells"], r["k"]), r["ranks"], rate_hz=r["rate_hz"])
             rows.append(dict(label=f"weak, N={r['n_cells']}, R={r['ranks']}", ranks=r["ranks"],
-                             measured_s=_measured_mean(r["curve"]),
+                             measured_s=_measured_mean(r["curve"]), source=p.name,
                              model_s=pred["seconds_per_loop"], model=pred["time"]))  # fmt: skip
     for p in sorted(RES.glob("paper_1m_r*_*.json")):
         pm = json.loads(p.read_text())
@@ -93,7 +94,7 @@ def validation() -> list[dict]:
         rate = float(np.mean(c["firing_rate_hz"]))
         pred = plan(_paper(1_000_000, pm["precision"]), pm["ranks"], rate_hz=rate)
         rows.append(dict(label=f"paper 1M, {pm['precision']} P, R={pm['ranks']}",
-                         ranks=pm["ranks"], measured_s=_measured_mean(c),
+                         ranks=pm["ranks"], measured_s=_measured_mean(c), source=p.name,
                          model_s=pred["seconds_per_loop"], model=pred["time"]))  # fmt: skip
     return rows
 
@@ -122,8 +123,9 @@ def projections() -> list[dict]:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     val = validation()
-    print("model vs measured on this machine (s/loop, checkpoint excluded)\n")
+    print("model vs the measured runs in benchmarks/results (s/loop, checkpoint excluded)\n")
     print(f"{'run':<36}{'measured':>10}{'model':>9}{'error':>8}")
     for v in val:
         v["error"] = v["model_s"] / v["measured_s"] - 1
@@ -139,10 +141,15 @@ def main() -> None:
               f"{p['per_rank_gb']:13.2f}{'yes' if p['fits'] else 'NO':>6}{p['s_per_loop']:9.2f}"
               f"{loop:8.2f}{t['spike lookups (all N)']:9.2f}{t['RLS']:8.2f}"
               f"{t['per-step overhead and allgather']:10.2f}")  # fmt: skip
-    (RES / "cost_model.json").write_text(json.dumps(dict(validation=val, projections=proj,
-                                                         cluster_cpu=CLUSTER_CPU,
-                                                         cluster_gpu=CLUSTER_GPU),
-                                                    indent=1, default=float) + "\n")
+    sys.path.insert(0, str(HERE))
+    from _provenance import save_json
+
+    # the measurements come from those files' hosts, not this one: keep their provenance
+    inputs = {v["source"]: json.loads((RES / v["source"]).read_text()).get("provenance")
+              for v in val}  # fmt: skip
+    save_json(RES / "cost_model.json", dict(validation=val, projections=proj,
+                                            cluster_cpu=CLUSTER_CPU, cluster_gpu=CLUSTER_GPU,
+                                            inputs=inputs), __file__)  # fmt: skip
     print("wrote benchmarks/results/cost_model.json")
 
 

@@ -297,9 +297,9 @@ def main() -> None:
         nloops=n, reps=args.reps, repeat=args.repeat,
         results={str(t): r for t, r in results.items()},
     )  # fmt: skip
-    path = HERE / "results" / "cpu_loop_split.json"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(out, indent=1) + "\n")
+    from _provenance import save_json
+
+    path = save_json(HERE / "results" / "cpu_loop_split.json", out, __file__)
     print(f"saved {path.relative_to(ROOT)}")
 
 

@@ -9,7 +9,7 @@
     all of its loads per thread as one unrolled group), as GB/s = 2 * bytes(P) / time (one read
     and one write of P, like a copy), against the device copy bandwidth (numba device-to-device
     copy of a 4 GB array, read + write counted).  The training loops of (b) use the fastest float32
-    kernel at n = 90 (unless TSN_GPU_RLS is set).
+    kernel at n = 90 (unless --rls-kernel is given; config keys gpu.rls_kernel / gpu.rls_unroll).
 (b) Seconds per training loop (one 2000 ms trial, 100 RLS updates) for the default config
     (4096 neurons) and the paper's 1M model (K = 512, l_exc = l_inh = 45, 90 plastic inputs),
     with GpuSimulator + GpuLearner driven like ``phases.train`` on one process; split into the
@@ -28,9 +28,7 @@ checking the script under NUMBA_ENABLE_CUDASIM=1).
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import platform
 import re
 import sys
@@ -264,7 +262,7 @@ def time_loops(name: str, cfg, loops: int, per_step_loop: bool) -> dict:
         "ms_per_rls_update": 1e3 * float(np.median([r["rls_s"] for r in timed])) / d.n_learn,
         "fused": sim._fused_kernel is not None, "fused_error": sim.fused_error,
         "init_rate_hz": init_rate, "rls_kernel": learner.rls.kind,
-        "rls_unroll": os.environ.get("TSN_GPU_RLS_UNROLL", "default"),
+        "rls_unroll": int(cfg.gpu.rls_unroll),
         "loops": rows,
     }  # fmt: skip
     if per_step_loop and len(rows) > loops + 1:
@@ -323,6 +321,9 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--skip-1m", action="store_true")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (simulator check)")
+    ap.add_argument("--rls-kernel", default="auto", choices=("auto", "block", "warp", "streamed"),
+                    help="RLS kernel of the training loops (auto: the fastest measured in (a))")
+    ap.add_argument("--rls-unroll", type=int, default=0, help="block kernel staging group")
     ap.add_argument("--out", type=Path, default=None, help="JSON path (default: results/)")
     args = ap.parse_args()
     dev = select_device(SerialComm())  # under the CUDA simulator: also its fixes (cudasim_fixes)
@@ -370,12 +371,11 @@ def main() -> None:
             f"{r['first_call_s']:.1f} s, bad {r['bad_flags']}")  # fmt: skip
     # (b) loops, with the fastest float32 n = 90 kernel of (a) at the largest size measured
     best = pick_rls(res["rls"], 2 * (29 if args.smoke else 45))
-    if best and "TSN_GPU_RLS" not in os.environ:
-        os.environ["TSN_GPU_RLS"] = best["kernel"]
-        os.environ["TSN_GPU_RLS_UNROLL"] = str(best["unroll"])
-        log(f"training loops use the {best['kernel']} kernel, unroll {best['unroll']}")
-    keys = ("TSN_GPU_RLS", "TSN_GPU_RLS_UNROLL")
-    res["loop_rls_kernel"] = {k: os.environ.get(k) for k in keys}
+    kernel, unroll = args.rls_kernel, args.rls_unroll
+    if kernel == "auto" and best:
+        kernel, unroll = best["kernel"], int(best["unroll"])
+        log(f"training loops use the {kernel} kernel, unroll {unroll}")
+    res["loop_rls_kernel"] = {"gpu.rls_kernel": kernel, "gpu.rls_unroll": unroll}
     if args.smoke:
         models = [("micro", from_dict({
             "network": {"n_cells": 64, "p_ee": 0.4},
@@ -389,6 +389,8 @@ def main() -> None:
                 "network": {"n_cells": 1_000_000, "p_ee": 512 / 500_000},
                 "plastic": {"l_exc": 45, "l_inh": 45}})))  # fmt: skip
     res["loops"] = {}
+    models = [(label, cfg.replace(gpu__rls_kernel=kernel, gpu__rls_unroll=unroll))
+              for label, cfg in models]  # fmt: skip
     for label, cfg in models:
         loops = 1 if args.smoke else (min(args.loops, 2) if label == "1M" else args.loops)
         try:
@@ -424,8 +426,10 @@ def main() -> None:
         print(f"{'':>8} rate per loop (Hz): {rates}; init trial {r['init_rate_hz']:.2f} Hz")
     tag = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "gpu"
     out = args.out or HERE / "results" / f"gpu_{'smoke_' if args.smoke else ''}{tag}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(res, indent=1))
+    sys.path.insert(0, str(HERE))
+    from _provenance import save_json
+
+    save_json(out, res, __file__, gpu=name)
     log(f"wrote {out}")
 
 

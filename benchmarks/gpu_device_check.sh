@@ -10,7 +10,7 @@
 #   gpu_bench.*      benchmarks/gpu.py: copy bandwidth, RLS kernel GB/s (block / warp /
 #                    streamed kernels, the block kernel's unroll, float32 / float16 / int16 /
 #                    float64), s/loop default + 1M model with the fastest kernel, rates
-#   pytest_gpu.log   tests/gpu/test_gpu_vs_cpu.py on the device (CPU vs GPU, no simulator)
+#   pytest_gpu.log   tests/backends/gpu/test_gpu_vs_cpu.py on the device (CPU vs GPU, no simulator)
 #   ncu_rls_*.log    Nsight Compute sections of the block and warp RLS kernels (if ncu is there)
 #   cli_*.log        tsn-mpi new / init / train --gpu (3 loops) on the default model, float32
 #                    and int16 P, rates per loop
@@ -48,7 +48,7 @@ $PY -m pip install -q --no-deps --no-build-isolation -e . > "$OUT/pip.log" 2>&1 
 part gpu_bench "${BENCH_S:-330}" $PY benchmarks/gpu.py --loops 2 --out "$OUT/gpu_bench.json"
 
 if $PY -c "import pytest" 2>/dev/null; then
-  part pytest_gpu "${TEST_S:-240}" $PY -m pytest -q -x -p no:cacheprovider tests/gpu/test_gpu_vs_cpu.py
+  part pytest_gpu "${TEST_S:-240}" $PY -m pytest -q -x -p no:cacheprovider tests/backends/gpu/test_gpu_vs_cpu.py
 fi
 
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)

@@ -1,8 +1,8 @@
-"""Write/read throughput of checkpoint-shaped HDF5 files through tsn_mpi.io.h5.
+"""Write/read throughput of checkpoint-shaped HDF5 files through tsn_mpi.io.h5_write / h5_read.
 
     python benchmarks/h5_throughput.py                    # 1 rank ("serial")
     mpiexec -n 2 python benchmarks/h5_throughput.py       # 2 ranks ("turns" or "mpio")
-    TSN_MPI_H5=turns mpiexec.mpich -n 2 .venv-mpi/bin/python benchmarks/h5_throughput.py
+    mpiexec.mpich -n 2 .venv-mpi/bin/python benchmarks/h5_throughput.py --strategy turns
 
 Files: P packed (n × 1711 float32, L = 58) + plastic weights (n × 58 float32), for the default
 model (4096 neurons) and a bigger one (50k).  "write" runs from the first write call to the
@@ -16,7 +16,6 @@ benchmarks/results/h5_throughput_<strategy>_r<R>[_<tag>].json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from tsn_mpi.comm import make_comm
-from tsn_mpi.io import h5
+from tsn_mpi.io import h5_read, h5_write
 from tsn_mpi.partition import partition
 
 L = 58
@@ -56,7 +55,7 @@ def one_size(comm, n: int, directory: Path, repeat: int) -> dict:
     for _ in range(repeat):
         comm.barrier()
         t0 = time.perf_counter()
-        with h5.create(path, comm, attrs={"n_cells": n}) as wr:
+        with h5_write.create(path, comm, attrs={"n_cells": n}) as wr:
             wr.write_rows("P", p, owned.start, n)
             wr.write_rows("wp", w, owned.start, n)
             t1 = time.perf_counter()
@@ -69,9 +68,9 @@ def one_size(comm, n: int, directory: Path, repeat: int) -> dict:
         for times in (t_cold, t_warm):
             comm.barrier()
             t0 = time.perf_counter()
-            with h5.open_read(path, what="benchmark file") as f:
-                got = h5.read_rows(f, "P", owned)
-                h5.read_rows(f, "wp", owned)
+            with h5_read.open_read(path, what="benchmark file") as f:
+                got = h5_read.read_rows(f, "P", owned)
+                h5_read.read_rows(f, "wp", owned)
             comm.barrier()
             times.append(time.perf_counter() - t0)
         if not np.array_equal(got, p):
@@ -106,9 +105,12 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="where the files go (default: a temp dir)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--tag", default="", help="suffix of the JSON name (e.g. the HDF5 build)")
+    ap.add_argument("--strategy", default="auto", choices=("auto", "turns", "mpio"),
+                    help="multi-rank write strategy (config key run.h5_writes)")
     args = ap.parse_args()
     comm = make_comm()
-    strat = h5.strategy(comm)
+    h5_write.set_strategy(args.strategy)
+    strat = h5_write.strategy(comm)
     base = args.dir or (tempfile.mkdtemp(prefix="tsn-h5bench-") if comm.rank == 0 else None)
     directory = Path(comm.bcast(base, root=0))
     results = []
@@ -119,7 +121,7 @@ def main() -> None:
         return
     if args.dir is None:
         directory.rmdir()
-    print(f"h5 throughput: strategy {strat}, {comm.size} rank(s), {h5.describe()}")
+    print(f"h5 throughput: strategy {strat}, {comm.size} rank(s), {h5_write.describe()}")
     print(
         f"{'n_cells':>8} {'MB':>8} {'write MB/s':>11} {'(calls)':>9} {'read cold':>10} {'warm':>8}"
     )
@@ -135,7 +137,7 @@ def main() -> None:
         "strategy": strat,
         "ranks": comm.size,
         "repeat": args.repeat,
-        "describe": h5.describe(),
+        "describe": h5_write.describe(),
         "machine": {
             "node": platform.node(),
             "cpus": os.cpu_count(),
@@ -146,8 +148,9 @@ def main() -> None:
         "results": results,
     }
     tag = f"_{args.tag}" if args.tag else ""
-    dest = out / f"h5_throughput_{strat}_r{comm.size}{tag}.json"
-    dest.write_text(json.dumps(doc, indent=2) + "\n")
+    from _provenance import save_json
+
+    dest = save_json(out / f"h5_throughput_{strat}_r{comm.size}{tag}.json", doc, __file__, indent=2)
     print(f"saved {dest}")
 
 

@@ -3,7 +3,7 @@
     python benchmarks/memory_per_neuron.py [--no-stim-timing] [--ranks-1m 1 16]
 
 Builds the live objects of a training run of the default config (``tsn-mpi new`` + ``init``,
-then the :class:`Network`, :class:`Learner` and :class:`Simulator` exactly as ``train`` builds
+then the :class:`Network`, :class:`CpuLearner` and :class:`Simulator` exactly as ``train`` builds
 them, with the trial set up in train_test mode, as every default loop measures the correlation)
 and walks their numpy array attributes (tuples included; views of one buffer counted once).
 Each array also has a formula in the model sizes (N, owned n, ranks R, in-degree, m, ...): the
@@ -26,7 +26,6 @@ Saves benchmarks/results/memory_per_neuron.json.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import resource
 import shutil
@@ -44,33 +43,15 @@ TILE = 32  # tsn_mpi.learn.packed.TILE_W
 
 
 def build_live(run_dir: Path, checkpoint=None) -> dict:
-    """Network, cell, Learner and Simulator of one process, as ``tsn_mpi.train`` builds them."""
-    from tsn_mpi.io.checkpoint import read_checkpoint
-    from tsn_mpi.io.names import checkpoint_dir, find_checkpoint
-    from tsn_mpi.io.network_file import read_network
-    from tsn_mpi.learn.learner import Learner
-    from tsn_mpi.phases.common import (
-        NETWORK_NAME,
-        build_cell,
-        noise_sigma,
-        open_run,
-        release_incoming,
-        tau_plas,
-    )
-    from tsn_mpi.simulate.simulator import Simulator
+    """Network, cell, learner and simulator of one process, as ``tsn_mpi.train`` builds them."""
+    from tsn_mpi.phases.common import open_run
+    from tsn_mpi.phases.restore import read_run_files, restore_state
 
     run = open_run(run_dir, quiet=True)
-    cfg, d, owned = run.cfg, run.d, run.owned
-    net, init = read_network(run.run_dir / NETWORK_NAME, cfg, d, owned)
-    ck = find_checkpoint(checkpoint_dir(run.run_dir), checkpoint)
-    attrs, rows, globs = read_checkpoint(ck.path, owned, {})
-    net.w_in = np.ascontiguousarray(rows["w_in"], dtype=np.float32)
-    net.w_ff = np.ascontiguousarray(rows["w_ff"], dtype=np.float32)
-    cell = build_cell(run.ctx(init))
-    sim = Simulator(cfg, d, net, cell, run.comm, tau_plas(run), noise_sigma(run))
-    release_incoming(net)  # as tsn_mpi.phases.common.make_simulator does, before P exists
-    learner = Learner(cfg, d, net, p_rows=rows.get("P"), history=globs.get("history"),
-                      hist_count=int(attrs.get("hist_count", 0)))  # fmt: skip
+    cfg, d = run.cfg, run.d
+    net, init, ck = read_run_files(run, checkpoint)
+    state = restore_state(run, net, init, ck, lazy=())
+    cell, learner, sim = state.cell, state.learner, state.sim
     return dict(run=run, cfg=cfg, d=d, net=net, cell=cell, learner=learner, sim=sim)
 
 
@@ -90,7 +71,7 @@ def pad8(x: int) -> int:
 
 
 F = {
-    # Learner
+    # CpuLearner
     "learner.P": ("P", lambda s: -(-s["n"] // TILE) * TILE * s["n_packed"] * s["p_bytes"],
                   "AoSoA tiles, n rounded up to 32"),
     "learner.bad": ("scratch", lambda s: s["n"], "uint8 flag per neuron"),
@@ -239,7 +220,7 @@ def sizes_1m(R: int, base: dict) -> dict:
     m = 2 * le
     # expected distinct presynaptic ids among n*le draws per population (each of size ne)
     needed = 2 * ne * (1 - math.exp(-n * le / ne))
-    from tsn_mpi.simulate.simulator import exchange_capacity
+    from tsn_mpi.simulate.trial import exchange_capacity
 
     cap = n if R == 1 else exchange_capacity(n, 0.1)
     return dict(base, N=N, n=n, R=R, m=m, nnz=2 * K * n, n_packed=m * (m + 1) // 2,
@@ -424,7 +405,10 @@ def main() -> None:
     )  # fmt: skip
     path = HERE / "results" / "memory_per_neuron.json"
     path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(out, indent=1, default=float) + "\n")
+    sys.path.insert(0, str(HERE))
+    from _provenance import save_json
+
+    save_json(path, out, __file__)
     print(f"saved {path.relative_to(ROOT)}")
 
 

@@ -33,7 +33,6 @@ Saves benchmarks/results/numpy_vs_numba.json.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -436,9 +435,10 @@ def main() -> None:
               "tsn-mpi s/loop = median of loops 2-3 of two 3-loop runs per thread count, "
               "before and after the numpy loops; numpy is single-threaded",
     )  # fmt: skip
-    path = HERE / "results" / "numpy_vs_numba.json"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(out, indent=1) + "\n")
+    sys.path.insert(0, str(HERE))
+    from _provenance import save_json
+
+    path = save_json(HERE / "results" / "numpy_vs_numba.json", out, __file__)
     print(f"saved {path.relative_to(ROOT)}")
 
 

@@ -10,7 +10,6 @@ arithmetic stays float32.  Saves benchmarks/results/p_precision_curve.json.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import sys
@@ -51,8 +50,11 @@ def main() -> None:
         print(f"{prec:>8}: mean correlation loops {args.loops - 2}-{args.loops} "
               f"{res[prec]['mean_cor_last3']:.3f} ({', '.join(f'{c:.3f}' for c in cor[-3:])}), "
               f"{res[prec]['median_s_per_loop']:.3f} s/loop", flush=True)
-    out = HERE / "results" / "p_precision_curve.json"
-    out.write_text(json.dumps(dict(loops=args.loops, results=res), indent=1) + "\n")
+    sys.path.insert(0, str(HERE))
+    from _provenance import save_json
+
+    out = save_json(HERE / "results" / "p_precision_curve.json",
+                    dict(loops=args.loops, results=res), __file__)
     print(f"wrote {out.relative_to(HERE.parent)}")
 
 

@@ -75,6 +75,8 @@ def main() -> None:
         old = json.loads(out.read_text())
         res.update({k: old[k] for k in ("plan", "init") if k in old})
         res["init_from_earlier_run"] = True
+        if "provenance" in old:  # kept by save_json as provenance["earlier"]
+            res["provenance"] = old["provenance"]
     if not args.skip_init:
         shutil.rmtree(args.work, ignore_errors=True)
         args.work.mkdir(parents=True)
@@ -108,7 +110,10 @@ def main() -> None:
     ck = res["train"]["checkpoint"]
     print(f"checkpoint {ck['name']}: {ck['bytes'] / 1e9:.2f} GB, written in {ck['write_s']:.1f} s"
           f" ({ck['bytes'] / 1e9 / max(ck['write_s'], 1e-9):.2f} GB/s)")
-    out.write_text(json.dumps(res, indent=1, default=float) + "\n")
+    sys.path.insert(0, str(HERE))
+    from _provenance import save_json
+
+    save_json(out, res, __file__)
     print(f"wrote {out}")
 
 

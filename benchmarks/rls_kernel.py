@@ -20,7 +20,6 @@ Saves benchmarks/results/rls_kernel.json (rls_kernel_quick.json with --quick).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -37,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from tsn_mpi.backends.cpu import rls  # noqa: E402
+from tsn_mpi.backends.cpu import rls_fast, rls_small  # noqa: E402
 from tsn_mpi.learn.packed import TILE_W, alloc_tiles, n_packed  # noqa: E402
 
 N_GLOBAL = 200_000
@@ -109,7 +108,7 @@ def bench_fast(n: int, dtype, storage: str, mb: float, reps: int) -> dict:
     p = problem(n, n_owned)
     P = alloc_tiles(n_owned // TILE_W, length, dtype)  # as rows_to_tiles: huge pages
     P[:, :, :] = np.asarray(0.01, dtype)  # any finite P; apply=False keeps the weights fixed
-    kernel = rls.rls_fast_full if storage == "full" else rls.rls_fast
+    kernel = rls_fast.rls_fast_full if storage == "full" else rls_fast.rls_fast
 
     def call():
         kernel(P, p["pre"], p["w"], p["r"], p["x_ff"], p["w_ff"], p["u_bal"], p["target"],
@@ -131,8 +130,9 @@ def bench_small(n: int, n_owned: int, history: int, reps: int) -> dict:
     hist = np.random.default_rng(2).random((history, N_GLOBAL)) * 0.01
 
     def call():
-        rls.rls_small(p["pre"], p["w"], p["r"], p["x_ff"], p["w_ff"], p["u_bal"], p["target"],
-                      hist, history, 0.8, 1.0, 0.01, False, False, p["bad"])  # fmt: skip
+        rls_small.rls_small(p["pre"], p["w"], p["r"], p["x_ff"], p["w_ff"], p["u_bal"],
+                            p["target"], hist, history, 0.8, 1.0, 0.01, False, False,
+                            p["bad"])  # fmt: skip
 
     t = best_of(call, reps)
     return dict(n=n, n_neurons=n_owned, history=history, ms=t * 1e3,
@@ -142,7 +142,8 @@ def bench_small(n: int, n_owned: int, history: int, reps: int) -> dict:
 COMPILE_SNIPPET = """
 import time, numpy as np
 t0 = time.perf_counter()
-from tsn_mpi.backends.cpu import rls
+from tsn_mpi.backends.cpu.rls_fast import rls_fast
+from tsn_mpi.backends.cpu.rls_small import rls_small
 t1 = time.perf_counter()
 n_owned, m = 40, 6
 pre = np.zeros((n_owned, m), np.int32); w = np.zeros((n_owned, m), np.float32)
@@ -150,9 +151,9 @@ wf = np.zeros((n_owned, 0), np.float32); z = np.zeros(n_owned, np.float32)
 bad = np.zeros(n_owned, np.uint8); r = np.zeros(4); xf = np.zeros(0)
 P = np.zeros((2, m * (m + 1) // 2, 32), np.float32)
 t2 = time.perf_counter()
-rls.rls_fast(P, pre, w, r, xf, wf, z, z, False, True, bad)
+rls_fast(P, pre, w, r, xf, wf, z, z, False, True, bad)
 t3 = time.perf_counter()
-rls.rls_small(pre, w, r, xf, wf, z, z, np.zeros((2, 4)), 0, 0.8, 1.0, 0.01, False, True, bad)
+rls_small(pre, w, r, xf, wf, z, z, np.zeros((2, 4)), 0, 0.8, 1.0, 0.01, False, True, bad)
 t4 = time.perf_counter()
 print(t1 - t0, t3 - t2, t4 - t3)
 """
@@ -233,8 +234,10 @@ def main() -> None:
         settings=dict(mb=mb, reps=reps, rounds=rounds, quick=args.quick),
     )  # fmt: skip
     path = HERE / "results" / ("rls_kernel_quick.json" if args.quick else "rls_kernel.json")
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(out, indent=1) + "\n")
+    sys.path.insert(0, str(HERE))
+    from _provenance import save_json
+
+    save_json(path, out, __file__)
     print(f"saved {path.relative_to(ROOT)}")
 
 

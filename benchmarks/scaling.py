@@ -69,9 +69,11 @@ def main() -> None:
         print(f"{r:>3} {row['elapsed_s']:8.3f} {row['speedup']:8.2f} {row['sim_s']:9.3f} "
               f"{row['exchange_s']:9.3f} {row['sync_s']:7.3f} {row['rls_s']:7.3f} "
               f"{row['io_s']:7.3f}  {rss}{flag}")
-    out = HERE / "results" / "scaling.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"nloops": args.nloops, "cores": cores, "rows": rows}, indent=1))
+    sys.path.insert(0, str(HERE))
+    from _provenance import save_json
+
+    out = save_json(HERE / "results" / "scaling.json",
+                    {"nloops": args.nloops, "cores": cores, "rows": rows}, __file__)
     print(f"wrote {out}")
 
 

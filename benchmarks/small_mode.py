@@ -103,19 +103,12 @@ def train_child(run_dir: Path, nloops: int) -> dict:
 
 def learner_memory(run_dir: Path) -> dict:
     """Bytes of the learner's arrays (P tiles or history, bad flags) as ``train`` builds them."""
-    from tsn_mpi.io.checkpoint import read_checkpoint
-    from tsn_mpi.io.names import checkpoint_dir, find_checkpoint
-    from tsn_mpi.io.network_file import read_network
-    from tsn_mpi.learn.learner import Learner
-    from tsn_mpi.phases.common import NETWORK_NAME, open_run
+    from tsn_mpi.phases.common import open_run
+    from tsn_mpi.phases.restore import read_run_files, restore_state
 
     run = open_run(run_dir, quiet=True)
-    net, _ = read_network(run.run_dir / NETWORK_NAME, run.cfg, run.d, run.owned)
-    attrs, rows, globs = read_checkpoint(find_checkpoint(checkpoint_dir(run.run_dir)).path,
-                                         run.owned, {})  # fmt: skip
-    net.w_in = np.ascontiguousarray(rows["w_in"], dtype=np.float32)
-    lrn = Learner(run.cfg, run.d, net, p_rows=rows.get("P"), history=globs.get("history"),
-                  hist_count=int(attrs.get("hist_count", 0)))  # fmt: skip
+    net, init, ck = read_run_files(run)
+    lrn = restore_state(run, net, init, ck, lazy=()).learner
     arrays = {"P": lrn.P, "hist": lrn.hist, "bad": lrn.bad}
     nbytes = {k: int(v.nbytes) for k, v in arrays.items() if v is not None}
     n = net.n_owned
@@ -194,12 +187,19 @@ def synthetic(n_owned: int, m: int, H: int, seed: int = 0) -> dict:
 
 
 def load_rls_at(rev: str):
-    """tsn_mpi/backends/cpu/rls.py as of git revision ``rev``, imported as a separate module."""
+    """The small-mode RLS module as of git revision ``rev`` (``backends/cpu/rls_small.py``, or
+    ``rls.py`` before the split), imported as a separate module."""
     import importlib.util
     import tempfile
 
-    src = subprocess.run(["git", "show", f"{rev}:tsn_mpi/backends/cpu/rls.py"], cwd=ROOT,
-                         check=True, capture_output=True, text=True).stdout  # fmt: skip
+    for name in ("rls_small.py", "rls.py"):
+        got = subprocess.run(["git", "show", f"{rev}:tsn_mpi/backends/cpu/{name}"], cwd=ROOT,
+                             capture_output=True, text=True)  # fmt: skip
+        if got.returncode == 0:
+            break
+    else:
+        raise SystemExit(f"{rev}: no tsn_mpi/backends/cpu/rls_small.py or rls.py")
+    src = got.stdout
     path = Path(tempfile.mkdtemp(prefix="tsn-rls-")) / "rls_before.py"
     path.write_text(src)
     spec = importlib.util.spec_from_file_location("rls_before", path)
@@ -213,7 +213,8 @@ def kernel_times(n_owned: int, m: int, H: int, reps: int, before=None) -> dict:
     each call alternating with the others ``reps`` times: fast (float32 packed P), small with
     the mean row (as trained), small window only (the reference's), and optionally small mode
     of an earlier revision's module ``before`` (window only)."""
-    from tsn_mpi.backends.cpu import rls
+    from tsn_mpi.backends.cpu.rls_fast import rls_fast
+    from tsn_mpi.backends.cpu.rls_small import rls_small
     from tsn_mpi.learn.initial_p import initial_p_rows
     from tsn_mpi.learn.packed import rows_to_tiles
 
@@ -224,9 +225,9 @@ def kernel_times(n_owned: int, m: int, H: int, reps: int, before=None) -> dict:
     small = (p["hist"], H, 0.8, 1.0, 0.01, False, False, bad)
     window = np.ascontiguousarray(p["hist"][:H])
     calls = {
-        "fast": lambda: rls.rls_fast(P, *common, False, False, bad),
-        "small": lambda: rls.rls_small(*common, *small, mean_row=H, mean_weight=1000.0),
-        "small_window_only": lambda: rls.rls_small(*common, window, *small[1:]),
+        "fast": lambda: rls_fast(P, *common, False, False, bad),
+        "small": lambda: rls_small(*common, *small, mean_row=H, mean_weight=1000.0),
+        "small_window_only": lambda: rls_small(*common, window, *small[1:]),
     }
     if before is not None:
         calls["small_before"] = lambda: before.rls_small(*common, window, *small[1:])
@@ -297,13 +298,15 @@ def main() -> None:
         return
     if args.quick:
         args.nloops, args.fast_loops, args.reps, args.window_loops = 3, 3, 2, 3
+    from _provenance import save_json
+
     path = HERE / "results" / ("small_mode_quick.json" if args.quick else "small_mode.json")
     if args.kernels_only:
         res = json.loads(path.read_text())
         res["loadavg_kernels_start"] = os.getloadavg()
         measure_kernels(res, args)
         print_kernels(res)
-        path.write_text(json.dumps(res, indent=1, default=float) + "\n")
+        save_json(path, res, __file__)  # the earlier run's provenance kept as "earlier"
         print(f"\nwrote {path}")
         return
     import numba
@@ -380,8 +383,7 @@ def main() -> None:
         print(f"{key:<10}{p['fast_P_bytes_per_neuron']:10.0f}"
               f"{p['small_history_bytes_per_neuron']:12.0f}{p['fast_P_gb_per_rank']:10.2f}"
               f"{p['small_history_gb_per_rank']:10.2f}{tail}")  # fmt: skip
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(res, indent=1, default=float) + "\n")
+    save_json(path, res, __file__)
     print(f"\nwrote {path}")
 
 

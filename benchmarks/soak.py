@@ -16,7 +16,6 @@ over the second half (by that fit) or the number of open descriptors grows.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -33,18 +32,8 @@ from tsn_mpi.comm import SerialComm
 HERE = Path(__file__).resolve().parent
 MAX_RSS_GROWTH = 0.05  # fraction over the second half
 
-# the tests' tiny model (tests/conftest.py TINY): 256 neurons, 20 RLS updates per loop
-TINY = """\
-[network]
-n_cells = 256
-p_ee = 0.4
-
-[simulation]
-stim_on = 200.0
-stim_off = 300.0
-train_duration = 200.0
-u0_skip_time = 100.0
-"""
+# the tests' tiny model: 256 neurons, 20 RLS updates per loop
+TINY = (HERE.parent / "configs" / "tiny.toml").read_text()
 
 
 def rss_kb() -> int:
@@ -165,9 +154,10 @@ def main() -> int:
         },
     }
     name = "soak.json" if args.mode == "run" else f"soak-{args.mode}.json"
-    out = HERE / "results" / name
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    sys.path.insert(0, str(HERE))
+    from _provenance import save_json
+
+    out = save_json(HERE / "results" / name, result, __file__)
     print(f"wrote {out}")
     if fail_rss:
         print(f"FAIL: RSS grew {100 * s['rss_growth_second_half']:.1f} % over the second half")

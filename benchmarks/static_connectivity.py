@@ -12,7 +12,6 @@ every thread count gives the same lists, and reports ns per synapse and the spee
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -67,8 +66,10 @@ def main() -> None:
               f"{base / r['seconds']:>9.2f} {str(r['same_lists']):>11}")  # fmt: skip
     res = {"host": platform.node(), "cpus": os.cpu_count(), "n": args.n, "k": d.k,
            "pres": len(pres), "rows": rows}  # fmt: skip
-    out_path = HERE / "results" / "static_connectivity.json"
-    out_path.write_text(json.dumps(res, indent=1))
+    sys.path.insert(0, str(HERE))
+    from _provenance import save_json
+
+    out_path = save_json(HERE / "results" / "static_connectivity.json", res, __file__)
     print(f"wrote {out_path}")
 
 

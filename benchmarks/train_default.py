@@ -11,7 +11,6 @@ Run under mpiexec for R > 1 (``mpiexec -n 2 python benchmarks/train_default.py -
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import shutil
@@ -59,9 +58,9 @@ def main() -> None:
         "peak_rss_bytes_per_rank": rss,
         "curve": {k: v.tolist() for k, v in curve.items()},
     }
-    out = HERE / "results" / f"train_default_r{comm.size}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(res, indent=1))
+    from _provenance import save_json
+
+    out = save_json(HERE / "results" / f"train_default_r{comm.size}.json", res, __file__)
     print(f"\n{'ranks':>24}  {comm.size}")
     print(f"{'init (s)':>24}  {t_init:.2f}")
     print(f"{'s/loop (median 2..N)':>24}  {res['s_per_loop_median']:.3f}")

@@ -15,7 +15,6 @@ Saves benchmarks/results/weak_scaling.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -75,9 +74,11 @@ def main() -> None:
               f"{row['predicted_s']:8.2f}{base / m['elapsed_s']:6.2f}{m['sim_s']:8.2f}"
               f"{m['exchange_s']:7.2f}{m['deliver_s']:7.2f}{m['rls_s']:7.2f}{m['sync_s']:7.2f}"
               f"{max(row['rss']) / 1e6:8.0f}MB")  # fmt: skip
-    out = HERE / "results" / "weak_scaling.json"
-    out.write_text(json.dumps(dict(n0=args.n0, k=args.k, loops=args.loops, cores=cores,
-                                   rows=rows), indent=1, default=float) + "\n")  # fmt: skip
+    sys.path.insert(0, str(HERE))
+    from _provenance import save_json
+
+    out = save_json(HERE / "results" / "weak_scaling.json",
+                    dict(n0=args.n0, k=args.k, loops=args.loops, cores=cores, rows=rows), __file__)
     print(f"wrote {out.relative_to(ROOT)}")
 
 

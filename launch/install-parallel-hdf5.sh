@@ -4,7 +4,7 @@
 # files collectively (h5py driver "mpio") instead of rank by rank.
 #
 #   bash launch/install-parallel-hdf5.sh [VENV]          # default VENV: <repo>/.venv-mpi
-#   VENV/bin/python -c 'import tsn_mpi.io.h5 as h; print(h.describe())'
+#   VENV/bin/python -c 'import tsn_mpi.io.h5_write as h; print(h.describe())'
 #   mpiexec.mpich -n 4 VENV/bin/tsn-mpi train ...        # launch with the MPI it was built against
 #
 # Default (Debian/Ubuntu, needs root or sudo): apt-get installs libhdf5-mpich-dev + pkg-config

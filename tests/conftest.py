@@ -11,17 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY = """\
-[network]
-n_cells = 256
-p_ee = 0.4
-
-[simulation]
-stim_on = 200.0
-stim_off = 300.0
-train_duration = 200.0
-u0_skip_time = 100.0
-"""
+TINY = (ROOT / "configs" / "tiny.toml").read_text()  # shared with benchmarks/soak.py
 
 
 def write_tiny(run_dir: Path, extra: str = "") -> Path:

@@ -7,7 +7,6 @@ size the launcher announced), so a wrong mpiexec cannot pass as N singletons.
 from __future__ import annotations
 
 import shutil
-import time
 
 import h5py
 import numpy as np
@@ -70,12 +69,11 @@ def test_training_is_bitwise_identical_for_1_to_4_ranks(base, tmp_path):
 
 @pytest.mark.parametrize("kind, code", [("bug", 1), ("input", 2)])
 def test_failure_on_one_rank_stops_all_ranks(base, tmp_path, kind, code):
+    """A bug (exit 1) or bad input (exit 2) on rank 1 of 3 ends the whole job with that code
+    within the subprocess timeout (a hang raises TimeoutExpired)."""
     run = tmp_path / "fail"
     shutil.copytree(base, run)
-    t0 = time.monotonic()
-    r = run_mpi_script(3, "raise_on_rank.py", str(run), "1", kind, timeout=120)
-    elapsed = time.monotonic() - t0
-    assert r.returncode != 0
-    assert elapsed < 30, elapsed
+    r = run_mpi_script(3, "raise_on_rank.py", str(run), "1", kind, timeout=60)
+    assert r.returncode == code, (r.returncode, r.stderr[-2000:])
     assert "injected" in r.stderr
     assert not (run / "checkpoints" / "ckpt-3.h5").exists()

@@ -32,3 +32,32 @@ def test_hash_covers_modules_that_inline_into_kernels():
         if b"numba" in path.read_bytes():
             names.add(path.relative_to(_numba_cache.PACKAGE).as_posix())
     assert {"rng.py", "backends/cpu/loop.py", "models/lif.py"} <= names
+
+
+def test_source_hash_follows_numba_modules_only(tmp_path):
+    """An edit to a module that uses numba (or a new one) changes the key; an edit elsewhere
+    does not; the key does not depend on where the tree lies."""
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    kernel = pkg / "sub" / "kernel.py"
+    plain = pkg / "plain.py"
+    kernel.write_text("from numba import njit\nX = 1\n")
+    plain.write_text("Y = 1\n")
+    h0 = _numba_cache.source_hash(pkg)
+    plain.write_text("Y = 2\n")
+    assert _numba_cache.source_hash(pkg) == h0
+    kernel.write_text("from numba import njit\nX = 2\n")
+    h1 = _numba_cache.source_hash(pkg)
+    assert h1 != h0
+    (pkg / "more.py").write_text("import numba\n")
+    h2 = _numba_cache.source_hash(pkg)
+    assert h2 not in (h0, h1)
+    (pkg / "consts.py").write_text("TILE = 32\n")  # imported by a kernel module: hashed
+    kernel.write_text("from numba import njit\nfrom pkg.consts import TILE\n")
+    h3 = _numba_cache.source_hash(pkg)
+    (pkg / "consts.py").write_text("TILE = 64\n")
+    assert _numba_cache.source_hash(pkg) != h3
+    h2 = _numba_cache.source_hash(pkg)
+    moved = tmp_path / "elsewhere"
+    pkg.rename(moved)
+    assert _numba_cache.source_hash(moved) == h2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import write_tiny
@@ -150,3 +151,16 @@ def test_plan_main_missing_config(tmp_path: Path, capsys) -> None:
     assert plan_main([str(tmp_path / "nothing"), "--ranks", "1"]) == 2
     assert "not found" in capsys.readouterr().err
     assert plan_main(["--ranks", "1"]) == 2  # argparse usage error
+
+
+def test_partition_work_comes_from_the_plan_cost_model():
+    """The work-balanced partition uses the plan's constants (one cost model): a neuron's work
+    is its time-loop term plus events in proportion to its in-degree plus its RLS term."""
+    from tsn_mpi.config import default_config, derive
+    from tsn_mpi.plan import C_EVENT, C_NEURON, RATE_HZ, RLS_VALUES_THREAD, neuron_work
+
+    d = derive(default_config())
+    w = neuron_work(d, np.array([0.0, 100.0, 200.0]))
+    base = d.n_steps * C_NEURON + d.n_learn * d.n_packed / RLS_VALUES_THREAD
+    assert w[0] == pytest.approx(base)
+    assert w[2] - w[1] == pytest.approx(100 * RATE_HZ * d.train_time / 1000.0 * C_EVENT)

@@ -4,9 +4,8 @@ Public API (each phase is also a CLI subcommand): :func:`new`, :func:`init`, :fu
 :func:`test`, :func:`plot`, :func:`run`, :func:`load_config`.
 """
 
-__version__ = "0.1.0"
-
-from tsn_mpi._numba_cache import configure as _configure_numba_cache  # noqa: E402
+from tsn_mpi._numba_cache import configure as _configure_numba_cache
+from tsn_mpi._version import __version__
 
 _configure_numba_cache()  # before any kernel module is imported
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -22,14 +23,28 @@ PACKAGE = Path(__file__).resolve().parent
 STALE_S = 86400.0
 
 
-def source_hash() -> str:
-    """SHA-1 (12 hex digits) of the package's modules that use numba, in a fixed file order."""
+_IMPORT = re.compile(rb"^\s*from\s+[A-Za-z_]+((?:\.[A-Za-z_]+)+)\s+import", re.MULTILINE)
+
+
+def source_hash(package: Path = PACKAGE) -> str:
+    """SHA-1 (12 hex digits) of the package's modules that use numba and of the package modules
+    they import from (a constant such as a tile width is baked into compiled code), in a fixed
+    file order."""
+    texts = {p: p.read_bytes() for p in package.rglob("*.py")}
+    keep = set()
+    for path, text in texts.items():
+        if b"numba" not in text:
+            continue
+        keep.add(path)
+        for m in _IMPORT.finditer(text):  # from <pkg>.a.b import ... -> a/b.py or a/b/__init__
+            rel = Path(*m.group(1).decode().strip(".").split("."))
+            for cand in (package / rel.with_suffix(".py"), package / rel / "__init__.py"):
+                if cand in texts:
+                    keep.add(cand)
     h = hashlib.sha1()
-    for path in sorted(PACKAGE.rglob("*.py")):
-        text = path.read_bytes()
-        if b"numba" in text:
-            h.update(str(path.relative_to(PACKAGE)).encode())
-            h.update(text)
+    for path in sorted(keep):
+        h.update(str(path.relative_to(package)).encode())
+        h.update(texts[path])
     return h.hexdigest()[:12]
 
 

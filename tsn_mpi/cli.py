@@ -117,15 +117,15 @@ def _check_args(args) -> None:
 
 
 def _dispatch(args, comm) -> int:
-    import tsn_mpi
+    from tsn_mpi import api
 
     if args.cmd == "new":
-        path = tsn_mpi.new(args.dir, args.config, args.force)
+        path = api.new(args.dir, args.config, args.force)
         print(f"wrote {path}; edit it, then run 'tsn-mpi init {args.dir}'")
     elif args.cmd == "init":
-        tsn_mpi.init(args.dir, itasks=args.itasks, comm=comm, quiet=args.quiet)
+        api.init(args.dir, itasks=args.itasks, comm=comm, quiet=args.quiet)
     elif args.cmd == "train":
-        tsn_mpi.train(
+        api.train(
             args.dir, nloops=None if args.total_loops else args.nloops,
             correlation_interval=args.correlation_interval,
             save_best_checkpoint=args.save_best_checkpoint,
@@ -134,16 +134,16 @@ def _dispatch(args, comm) -> int:
             monitor_resources=args.monitor_resources, backend="gpu" if args.gpu else None,
         )
     elif args.cmd == "test":
-        tsn_mpi.test(args.dir, ntrials=args.ntrials, neurons=args.neurons,
+        api.test(args.dir, ntrials=args.ntrials, neurons=args.neurons,
                      restore_from_checkpoint=args.restore_from_checkpoint,
                      no_plot=args.no_plot, comm=comm, quiet=args.quiet,
                      backend="gpu" if args.gpu else None)
     elif args.cmd == "plot":
         neurons = [int(x) for x in args.neurons.split(",")] if args.neurons else None
-        for path in tsn_mpi.plot(args.test_file, neurons):
+        for path in api.plot(args.test_file, neurons):
             print(f"wrote {path}")
     elif args.cmd == "run":
-        tsn_mpi.run(args.dir, nloops=args.nloops, ntrials=args.ntrials, comm=comm,
+        api.run(args.dir, nloops=args.nloops, ntrials=args.ntrials, comm=comm,
                     correlation_interval=args.correlation_interval,
                     backend="gpu" if args.gpu else None)
     elif args.cmd == "info":

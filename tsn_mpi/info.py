@@ -12,8 +12,8 @@ def collect(comm) -> dict[str, str]:
     import numba
     import numpy
 
-    from tsn_mpi import __version__
-    from tsn_mpi.io import h5
+    from tsn_mpi._version import __version__
+    from tsn_mpi.io import h5_write
 
     rows: dict[str, str] = {
         "tsn-mpi": __version__,
@@ -22,11 +22,11 @@ def collect(comm) -> dict[str, str]:
         "numba": numba.__version__,
         "h5py": f"{h5py.__version__} (HDF5 {h5py.version.hdf5_version})",
     }
-    d = h5.describe()
+    d = h5_write.describe()
     rows["parallel HDF5"] = (
         f"{'yes' if d['h5py_mpi'] else 'no'}; multi-rank writes use '{d['strategy_multi_rank']}'"
     )
-    rows["checkpoint writes now"] = h5.strategy(comm)
+    rows["checkpoint writes now"] = h5_write.strategy(comm)
     try:
         import mpi4py
 

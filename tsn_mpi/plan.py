@@ -80,7 +80,7 @@ MB = 1_000_000
 GB = 1_000_000_000
 
 TILE_W = 32                     # neurons per AoSoA tile (tsn_mpi.learn.packed.TILE_W)
-IO_BLOCK = 1 << 30              # bytes of P converted per checkpoint write call (io.h5)
+IO_BLOCK = 1 << 30              # bytes of P converted per checkpoint write call (io.h5_write)
 OVERHEAD_SERIAL = 172 * MB      # peak RSS of a 256-neuron train, one process
 OVERHEAD_MPI = 232 * MB         # the same per rank under mpiexec -n 2
 OVERHEAD_GPU = 600 * MB         # + CUDA context and numba-cuda on the host (not measured)
@@ -110,6 +110,16 @@ NET_GBS = 12.0                  # GB/s per node of a cluster interconnect (100 G
 LAT_NET_DOUBLING = 2.0e-6       # s per doubling of ranks, cluster allgather (recursive doubling)
 
 P_BYTES = {"float64": 8, "float32": 4, "float16": 2}
+
+
+def neuron_work(d, in_degree, rate_hz: float = RATE_HZ):
+    """Seconds of one training loop that each neuron costs its rank, by the cost model above:
+    its time-loop updates, the synaptic events it receives (static in-degree x rate x trial)
+    and its RLS updates (single-thread rates, cache regime).  The work-balanced partition
+    (``phases.common.balance_by_work``) splits this evenly; only ratios matter there."""
+    trial_s = d.train_time / 1000.0
+    return (d.n_steps * C_NEURON + in_degree * rate_hz * trial_s * C_EVENT
+            + d.n_learn * d.n_packed / RLS_VALUES_THREAD)
 
 
 def _node_mem_bytes() -> int:
@@ -197,7 +207,7 @@ def plan(cfg, ranks: int, gpu: bool = False, node_mem_bytes: int | None = None,
     comp["stimulus"] = 0 if _default_stimulus(cfg) else d.ntasks * n_stim * n * 4
     comp["neuron state"] = n * STATE_BYTES_PER_NEURON + _n_groups(cfg, d) * n * 8
     comp["traces"] = N * (8 + 8 + 8 + 4)
-    from tsn_mpi.simulate.simulator import exchange_capacity
+    from tsn_mpi.simulate.trial import exchange_capacity
 
     cap = max(n, 1) if ranks == 1 else exchange_capacity(n, cfg.simulation.dt)
     comp["exchange buffers"] = (cap + 1) * 4 * (1 + ranks) + max(n, 1) * 4

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tsn_mpi.errors import CheckpointError
-from tsn_mpi.io import h5, names
+from tsn_mpi.io import h5_read, h5_write, names
 from tsn_mpi.io.names import (
     Checkpoint,
     checkpoint_dir,
@@ -61,7 +61,7 @@ def test_name_round_trip():
 def make(d: Path, label: str, complete: bool = True) -> Path:
     path = d / f"ckpt-{label}.h5"
     if complete:
-        with h5.create(path, attrs={"label": label}) as w:
+        with h5_write.create(path, attrs={"label": label}) as w:
             w.write_global("x", np.zeros(1))
     else:
         with h5py.File(path, "w") as f:
@@ -112,8 +112,8 @@ def test_find_newest_complete(ckdir):
 def test_find_exact(ckdir, spec, label):
     c = find_checkpoint(ckdir, spec)
     assert c.label == label and c.path == ckdir / f"ckpt-{label}.h5"
-    with h5.open_read(c.path) as f:
-        assert h5.read_attrs(f) == {"label": label}
+    with h5_read.open_read(c.path) as f:
+        assert h5_read.read_attrs(f) == {"label": label}
 
 
 def test_find_errors_name_directory_and_choices(ckdir, tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tsn_mpi.comm.serial import SerialComm
-from tsn_mpi.io import h5, rows
+from tsn_mpi.io import h5_write, rows
 from tsn_mpi.io.checkpoint import read_checkpoint, write_checkpoint
 from tsn_mpi.io.rows import LazyRows
 from tsn_mpi.learn.packed import rows_to_tiles, tile_rows, tiles_to_rows
@@ -47,7 +47,7 @@ def test_tiles_built_block_by_block_equal_one_piece(monkeypatch):
 
 
 def test_lazy_rows_written_and_read_back_in_pieces(tmp_path, monkeypatch):
-    monkeypatch.setenv(h5.ENV_IO_BYTES, str(7 * 4 * 10))  # ten rows per write call
+    monkeypatch.setattr(h5_write, "MAX_IO_BYTES", 7 * 4 * 10)  # ten rows per write call
     p = np.random.default_rng(2).normal(size=(95, 7)).astype(np.float32)
     tiles = rows_to_tiles(p, 32)
     path = tmp_path / "ck.h5"

@@ -11,6 +11,7 @@ Uneven partition; with 3 or more ranks rank 0 owns no rows.  Prints one line per
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -66,13 +67,13 @@ def csr_slice(counts, values, lo: int, hi: int):
 
 def write(path: str, comm) -> str:
     """Write the expected file from ``comm`` (each rank its own rows)."""
-    from tsn_mpi.io import h5
+    from tsn_mpi.io import h5_write
 
     data = expected_file()
     edges = bounds(comm.size)
     lo, hi = edges[comm.rank], edges[comm.rank + 1]
     attrs = dict(data["attrs"], who=comm.rank)  # rank 0's value must win
-    with h5.create(path, comm, attrs={"n_cells": attrs["n_cells"], "who": attrs["who"]}) as w:
+    with h5_write.create(path, comm, attrs={"n_cells": attrs["n_cells"], "who": attrs["who"]}) as w:
         for name, arr in data["rows"].items():
             local = arr[lo:hi]
             if hi == lo:  # a rank without rows may pass an empty array of another dtype
@@ -84,32 +85,32 @@ def write(path: str, comm) -> str:
         for name, arr in data["global"].items():
             w.write_global(name, arr)
         w.set_attrs({"model": "lif", "seed": 7 + comm.rank})
-    return h5.strategy(comm)
+    return h5_write.strategy(comm)
 
 
 def check_read(path: str, rank: int, size: int) -> None:
     """Read this rank's rows of every dataset and compare bitwise with the expectation."""
-    from tsn_mpi.io import h5
+    from tsn_mpi.io import h5_read
 
     data = expected_file()
     edges = bounds(size)
     rows = range(edges[rank], edges[rank + 1])
-    with h5.open_read(path) as f:
+    with h5_read.open_read(path) as f:
         for name, arr in data["rows"].items():
-            got = h5.read_rows(f, name, rows)
+            got = h5_read.read_rows(f, name, rows)
             want = arr[rows.start : rows.stop]
             if got.dtype != want.dtype or got.tobytes() != want.tobytes():
                 sys.exit(f"rank {rank}: {name} differs")
         for group, (counts, values) in data["csr"].items():
-            ptr, vals = h5.read_csr(f, group, rows)
+            ptr, vals = h5_read.read_csr(f, group, rows)
             wptr, wvals = csr_slice(counts, values, rows.start, rows.stop)
             if ptr.tolist() != wptr.tolist() or sorted(vals) != sorted(wvals):
                 sys.exit(f"rank {rank}: {group} indptr differs")
             for k, v in wvals.items():
                 if vals[k].dtype != v.dtype or vals[k].tobytes() != v.tobytes():
                     sys.exit(f"rank {rank}: {group}/{k} differs")
-        if h5.read_attrs(f) != data["attrs"]:
-            sys.exit(f"rank {rank}: attrs {h5.read_attrs(f)} != {data['attrs']}")
+        if h5_read.read_attrs(f) != data["attrs"]:
+            sys.exit(f"rank {rank}: attrs {h5_read.read_attrs(f)} != {data['attrs']}")
 
 
 def main() -> None:
@@ -117,7 +118,17 @@ def main() -> None:
 
     expected, mode, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     comm = world(expected)
-    from tsn_mpi.io import h5
+    from tsn_mpi.io import h5_write
+
+    # test knobs (the package reads no environment for these): write strategy, bytes per
+    # write call, and a pause before the 'complete' mark (tests/mpi/pause_writes.py)
+    h5_write.set_strategy(os.environ.get("TSN_TEST_H5_WRITES", "auto"))
+    if os.environ.get("TSN_TEST_IO_BYTES"):
+        h5_write.MAX_IO_BYTES = int(os.environ["TSN_TEST_IO_BYTES"])
+    if os.environ.get("TSN_TEST_PAUSE"):
+        from pause_writes import install
+
+        install(float(os.environ["TSN_TEST_PAUSE"]))
 
     if mode == "write":
         write(path, comm)
@@ -125,7 +136,7 @@ def main() -> None:
         check_read(path, comm.rank, comm.size)
     else:
         sys.exit(f"unknown mode {mode}")
-    print(f"rank {comm.rank}/{comm.size} strategy {h5.strategy(comm)} ok", flush=True)
+    print(f"rank {comm.rank}/{comm.size} strategy {h5_write.strategy(comm)} ok", flush=True)
 
 
 if __name__ == "__main__":

@@ -25,10 +25,10 @@ else:
 
 import numpy as np  # noqa: E402
 
-import tsn_mpi.learn.learner as learner_mod  # noqa: E402
+import tsn_mpi.backends.cpu.learner as learner_mod  # noqa: E402
 from tsn_mpi.cli import main  # noqa: E402
 
-original = learner_mod.Learner.update
+original = learner_mod.CpuLearner.update
 calls = {"n": 0}
 
 
@@ -43,5 +43,5 @@ def update_with_nan(self, *args):
     return original(self, *args)
 
 
-learner_mod.Learner.update = update_with_nan
+learner_mod.CpuLearner.update = update_with_nan
 sys.exit(main(["train", run_dir, *sys.argv[6:]]))

@@ -12,11 +12,11 @@ from _expect import world
 comm = world(int(sys.argv[1]))
 run_dir, bad_rank, kind = sys.argv[2], int(sys.argv[3]), sys.argv[4]
 
-import tsn_mpi.learn.learner as learner_mod  # noqa: E402
+import tsn_mpi.backends.cpu.learner as learner_mod  # noqa: E402
 from tsn_mpi.cli import main  # noqa: E402
 from tsn_mpi.errors import DataFileError  # noqa: E402
 
-original = learner_mod.Learner.update
+original = learner_mod.CpuLearner.update
 calls = {"n": 0}
 
 
@@ -29,5 +29,5 @@ def failing_update(self, *args):
     return original(self, *args)
 
 
-learner_mod.Learner.update = failing_update
+learner_mod.CpuLearner.update = failing_update
 sys.exit(main(["train", run_dir, "--nloops", "3"]))

@@ -28,7 +28,8 @@ class Derived:
     n_plastic: int          # recurrent plastic inputs per neuron (m = l_exc + l_inh)
     n_rls: int              # RLS dimension n = l_ff + m
     n_packed: int           # n(n+1)/2
-    wp_exc: float           # initial plastic weight of an E input (I inputs get -wp_exc)
+    wp_exc: float           # 'auto' initial plastic weight of an E input (I inputs: -wp_exc)
+    wp: tuple[tuple[float, float], tuple[float, float]]  # [post is I][pre is I]: wpee wpei ...
     train_time: float       # ms, = stim_off + train_duration
     n_steps: int
     steps_per_ms: int
@@ -68,6 +69,7 @@ def derive(cfg) -> Derived:
     nr = pl.l_ff + m
     l_per = 0.5 * m
     wpscale = math.sqrt(l_per) * 2 if l_per > 0 else 1.0
+    wp_exc = pl.w_scale * 2 * neu.tau_mem_e * net.g / wpscale
     dt = sim.dt
     train_time = sim.stim_off + sim.train_duration
     cvar = lr.correlation_var
@@ -78,7 +80,8 @@ def derive(cfg) -> Derived:
         x_bal_e=net.x_bal_e * jx, x_bal_i=net.x_bal_i * jx,
         l_exc=l_exc, l_inh=l_inh, l_ff=pl.l_ff, n_plastic=m, n_rls=nr,
         n_packed=nr * (nr + 1) // 2,
-        wp_exc=pl.w_scale * 2 * neu.tau_mem_e * net.g / wpscale,
+        wp_exc=wp_exc, wp=((_auto(pl.wpee, wp_exc), _auto(pl.wpei, -wp_exc)),
+                           (_auto(pl.wpie, wp_exc), _auto(pl.wpii, -wp_exc))),
         train_time=train_time, n_steps=_round(train_time / dt), steps_per_ms=_round(1 / dt),
         stim_on_step=_round(sim.stim_on / dt), stim_off_step=_round(sim.stim_off / dt),
         n_stim_steps=_round((sim.stim_off - sim.stim_on) / dt),
@@ -163,3 +166,8 @@ def check_consistency(cfg) -> None:
         )
     if lr.mode == "small" and lr.p_storage == "full" and False:  # pragma: no cover
         pass
+
+
+def _auto(value, auto: float) -> float:
+    """A config number, or ``auto`` where the key says 'auto'."""
+    return auto if value == "auto" else float(value)

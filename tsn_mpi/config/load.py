@@ -18,7 +18,12 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 # keys that do not change the trained model (excluded from the model hash)
-NON_MODEL_KEYS = frozenset({"run.backend", "test.neurons"})
+# model keys added after checkpoints existed: hashed only when set away from their default, so
+# the checkpoints of earlier runs keep their model hash
+LATE_MODEL_KEYS = frozenset({"plastic.wpee", "plastic.wpei", "plastic.wpie", "plastic.wpii"})
+# keys that change how a run executes, not the model (checkpoints stay valid across them)
+NON_MODEL_KEYS = frozenset({"run.backend", "run.h5_writes", "test.neurons", "gpu.fused",
+                            "gpu.rls_kernel", "gpu.rls_unroll"})
 
 
 class Section:
@@ -72,6 +77,7 @@ class Config:
             for s, sec in self.as_dict().items()
             for k, v in sec.items()
             if f"{s}.{k}" not in NON_MODEL_KEYS
+            and not (f"{s}.{k}" in LATE_MODEL_KEYS and v == BY_PATH[f"{s}.{k}"].default)
         }
         return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:16]
 

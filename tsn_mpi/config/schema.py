@@ -51,6 +51,12 @@ def int_or_auto(x: Any) -> str | None:
     return "must be 'auto' or an integer >= 0"
 
 
+def number_or_auto(x: Any) -> str | None:
+    if x == "auto" or (isinstance(x, float) and abs(x) < float("inf")):
+        return None
+    return "must be 'auto' or a finite number"
+
+
 def scale_or_auto(x: Any) -> str | None:
     if x == "auto" or (isinstance(x, float) and x > 0 and x < float("inf")):
         return None
@@ -82,6 +88,9 @@ KEYS: list[Key] = [
       non_negative, "seed"),
     K("run", "backend", "cpu", str, "Where training and test run: 'cpu' (numba) or 'gpu' "
       "(numba-cuda, one GPU per rank).", one_of("cpu", "gpu")),
+    K("run", "h5_writes", "auto", str, "How several ranks write one HDF5 file: 'auto' "
+      "(collective 'mpio' when h5py has parallel HDF5, else 'turns'), 'turns' (rank by rank), "
+      "'mpio' (collective; an error without parallel h5py).", one_of("auto", "turns", "mpio")),
     # ---- network -----------------------------------------------------------------------------
     K("network", "n_cells", 4096, int, "Number of recurrent neurons N.", positive, "Ncells"),
     K("network", "frac_exc", 0.5, float, "Fraction of excitatory neurons: Ne = floor(N*frac_exc)"
@@ -111,7 +120,16 @@ KEYS: list[Key] = [
     K("plastic", "frac", 1.0, float, "Plastic partners are drawn from the top frac of each "
       "population by init firing rate.", fraction, "frac"),
     K("plastic", "w_scale", 1.0, float, "Initial plastic weight in units of "
-      "2*tau_mem_e*g/(2*sqrt(L)); E inputs positive, I inputs negative.", None, "wpee"),
+      "2*tau_mem_e*g/(2*sqrt(L)); E inputs positive, I inputs negative (the 'auto' value of "
+      "wpee, wpei, wpie, wpii).", None, "wpee"),
+    K("plastic", "wpee", "auto", (str, float), "Initial weight of a plastic E input onto an E "
+      "neuron; 'auto' = w_scale*2*tau_mem_e*g/(2*sqrt(L)).", number_or_auto, "wpee"),
+    K("plastic", "wpei", "auto", (str, float), "Initial weight of a plastic I input onto an E "
+      "neuron; 'auto' = minus wpee's 'auto' value.", number_or_auto, "wpei"),
+    K("plastic", "wpie", "auto", (str, float), "Initial weight of a plastic E input onto an I "
+      "neuron; 'auto' = wpee's 'auto' value.", number_or_auto, "wpie"),
+    K("plastic", "wpii", "auto", (str, float), "Initial weight of a plastic I input onto an I "
+      "neuron; 'auto' = minus wpee's 'auto' value.", number_or_auto, "wpii"),
     K("plastic", "w_ff", 0.0, float, "Std of the initial feed-forward plastic weights.", None,
       "wpX"),
     K("plastic", "plugin", "tsn_mpi.network.plastic:erdos_renyi", str,
@@ -233,6 +251,17 @@ KEYS: list[Key] = [
     K("learning", "choose_task", "tsn_mpi.network.tasks:round_robin", str, "Task chooser "
       "plugin f(loop, ntasks) -> task (1-based loop, 0-based task).", plugin_name,
       "choose_task_func"),
+    # ---- gpu (how the GPU backend runs; not part of the model) ----------------------------------
+    K("gpu", "fused", True, bool, "With one rank: run each chunk of steps as one cooperative "
+      "kernel launch, spikes kept on the GPU; false = two launches per step (comparisons).",
+      None),
+    K("gpu", "rls_kernel", "auto", str, "RLS update kernel: 'block' (one thread block per "
+      "neuron, P row in shared memory), 'warp' (one warp per neuron, row in shared memory), "
+      "'streamed' (one warp per neuron, P read from device memory), 'auto' (block when the row "
+      "fits in shared memory, else streamed).", one_of("auto", "block", "warp", "streamed")),
+    K("gpu", "rls_unroll", 0, int, "Loads per thread in each unrolled group while the block "
+      "kernel stages a P row (0 = its whole share at once; a tuning knob, see docs/gpu.md).",
+      non_negative),
     # ---- test --------------------------------------------------------------------------------
     K("test", "neurons", "0-15", str, "Neurons recorded in test (global ids, 0-based), e.g. "
       "'0-15' or '1,5,9'.", None, "ineurons_to_test"),

@@ -105,7 +105,7 @@ def list_checkpoints(directory: str | Path) -> list[Checkpoint]:
 
 def _available(found: list[Checkpoint]) -> str:
     """ "5, 6 (incomplete: 7i)": the labels, complete ones first."""
-    from tsn_mpi.io.h5 import is_complete
+    from tsn_mpi.io.h5_read import is_complete
 
     ok = [c.label for c in found if is_complete(c.path)]
     bad = [c.label for c in found if c.label not in ok]
@@ -121,7 +121,7 @@ def find_checkpoint(directory: str | Path, spec: str | int | None = None) -> Che
     "37-cor0.712", or a file name "ckpt-5i.h5"): exactly that one; it must be complete.
     Raises CheckpointError naming the directory and the available checkpoints.
     """
-    from tsn_mpi.io.h5 import is_complete
+    from tsn_mpi.io.h5_read import is_complete
 
     d = Path(directory)
     found = list_checkpoints(d)

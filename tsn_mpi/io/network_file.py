@@ -19,7 +19,7 @@ import numpy as np
 
 from tsn_mpi import __version__
 from tsn_mpi.errors import DataFileError
-from tsn_mpi.io import h5
+from tsn_mpi.io import h5_read, h5_write
 from tsn_mpi.network.build import Network
 from tsn_mpi.network.stimulus import OnlineOU
 
@@ -48,7 +48,7 @@ def write_network(path: Path, net: Network, init: dict[str, Any], cfg, d, comm) 
     }
     if online:
         attrs.update(stim_mu=net.stimulus.mu, stim_b=net.stimulus.b, stim_sigma=net.stimulus.sigma)
-    with h5.create(path, comm, attrs=attrs) as w:
+    with h5_write.create(path, comm, attrs=attrs) as w:
         per_synapse = net.st_code.dtype == np.int32
         values = {"pre": net.st_pre}
         if per_synapse:
@@ -75,8 +75,8 @@ def write_network(path: Path, net: Network, init: dict[str, Any], cfg, d, comm) 
 
 def read_network(path: Path, cfg, d, owned: range) -> tuple[Network, dict[str, Any]]:
     """Read the rows of the owned neurons (any rank count) and check the file fits ``cfg``."""
-    with h5.open_read(path, what="network") as f:
-        a = h5.read_attrs(f)
+    with h5_read.open_read(path, what="network") as f:
+        a = h5_read.read_attrs(f)
         if a.get("format") not in (FORMAT, "tsn-mpi network 1"):
             raise DataFileError(f"{path}: not a tsn-mpi network file (format {a.get('format')})")
         if a.get("model_hash") != cfg.model_hash():
@@ -86,7 +86,7 @@ def read_network(path: Path, cfg, d, owned: range) -> tuple[Network, dict[str, A
             )
         if int(a["n_cells"]) != d.n_cells:
             raise DataFileError(f"{path}: has {a['n_cells']} neurons, config says {d.n_cells}")
-        indptr, vals = h5.read_csr(f, "static", owned)
+        indptr, vals = h5_read.read_csr(f, "static", owned)
         pre = vals["pre"].astype(np.int32, copy=False)
         by_pop = "static_by_population" in f
         if by_pop:
@@ -98,11 +98,11 @@ def read_network(path: Path, cfg, d, owned: range) -> tuple[Network, dict[str, A
         else:
             code = vals["code"]
             table = np.asarray(f["static_table"][...], dtype=np.float32)
-        targets = np.ascontiguousarray(h5.read_rows(f, "targets", owned).transpose(1, 2, 0))
+        targets = np.ascontiguousarray(h5_read.read_rows(f, "targets", owned).transpose(1, 2, 0))
         if a["stimulus"] == "online-ou":
             stim: Any = OnlineOU(float(a["stim_mu"]), float(a["stim_b"]), float(a["stim_sigma"]))
         else:
-            stim = np.ascontiguousarray(h5.read_rows(f, "stimulus", owned).transpose(1, 2, 0))
+            stim = np.ascontiguousarray(h5_read.read_rows(f, "stimulus", owned).transpose(1, 2, 0))
         net = Network(
             n_cells=d.n_cells,
             owned=owned,
@@ -110,16 +110,16 @@ def read_network(path: Path, cfg, d, owned: range) -> tuple[Network, dict[str, A
             st_pre=pre,
             st_code=code,
             st_table=table,
-            pl_pre=h5.read_rows(f, "plastic/pre", owned).astype(np.int32),
-            w_in=h5.read_rows(f, "plastic/w0", owned).astype(np.float32),
-            w_ff=h5.read_rows(f, "plastic/w_ff0", owned).astype(np.float32),
+            pl_pre=h5_read.read_rows(f, "plastic/pre", owned).astype(np.int32),
+            w_in=h5_read.read_rows(f, "plastic/w0", owned).astype(np.float32),
+            w_ff=h5_read.read_rows(f, "plastic/w_ff0", owned).astype(np.float32),
             targets=targets,
             stimulus=stim,
             ff_rates=np.asarray(f["ff_rates"][...], dtype=np.float64),
             st_by_population=by_pop,
         )
         init = {
-            "uavg": h5.read_rows(f, "init/uavg", owned),
+            "uavg": h5_read.read_rows(f, "init/uavg", owned),
             "ustd": float(a["ustd"]),
             "itasks": list(np.atleast_1d(a["itasks"]).tolist()),
             "rate_e": float(a["rate_e_hz"]),
@@ -130,5 +130,5 @@ def read_network(path: Path, cfg, d, owned: range) -> tuple[Network, dict[str, A
 
 def static_in_degree(path: Path) -> np.ndarray:
     """Static in-degree of every neuron (for work-balanced partitions)."""
-    with h5.open_read(path, what="network") as f:
+    with h5_read.open_read(path, what="network") as f:
         return np.diff(np.asarray(f["static/indptr"][...]))

@@ -55,3 +55,11 @@ def builtin_init_v(model_id, params, lid, z):  # pragma: no cover - jitted
     elif model_id == GLIF2 or model_id == GLIF4 or model_id == GLIF5:
         return glif2_init_v(params, lid, z)  # N(E_l, (thresh - E_l)^2)
     return lif_init_v(params, lid, z)
+
+
+@njit(cache=True)
+def builtin_initial_voltages(model_id, params, z, v):  # pragma: no cover - jitted
+    """``v[i]`` = initial voltage of neuron i of built-in model ``model_id`` from normal
+    ``z[i]`` (v float32: the CPU and GPU time loops start from the same bits)."""
+    for i in range(v.size):
+        v[i] = builtin_init_v(model_id, params, i, z[i])

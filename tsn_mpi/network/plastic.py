@@ -46,7 +46,8 @@ def erdos_renyi(ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Plastic partners and initial weights of the owned neurons.
 
     Returns ``pre`` (n_owned, m) int32 global ids (-1 marks padding in custom plugins),
-    ``w`` (n_owned, m) float32, ``w_ff`` (n_owned, l_ff) float32.
+    ``w`` (n_owned, m) float32 (per pre/post type: ``plastic.wpee`` ... ``wpii``), ``w_ff``
+    (n_owned, l_ff) float32.
     """
     d, cfg = ctx.derived, ctx.cfg
     ns = ctx.init["ns"]
@@ -58,8 +59,11 @@ def erdos_renyi(ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         scratch_table(max(d.l_exc, d.l_inh)),
     )
     w = np.empty((n_owned, d.n_plastic), dtype=np.float32)
-    w[:, : d.l_exc] = d.wp_exc
-    w[:, d.l_exc :] = -d.wp_exc
+    post_inh = np.arange(ctx.owned.start, ctx.owned.stop) >= d.n_exc
+    for is_inh in (False, True):  # the reference's wpee, wpei (post E) and wpie, wpii (post I)
+        rows = post_inh == is_inh
+        w[rows, : d.l_exc] = d.wp[is_inh][0]
+        w[rows, d.l_exc :] = d.wp[is_inh][1]
     w_ff = np.zeros((n_owned, d.l_ff), dtype=np.float32)
     if d.l_ff > 0 and cfg.plastic.w_ff != 0:
         for p, gid in enumerate(ctx.owned):

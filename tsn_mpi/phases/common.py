@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tsn_mpi.backends import Backend, get_backend
 from tsn_mpi.comm import Comm, make_comm
 from tsn_mpi.comm.threads import share_cores
 from tsn_mpi.config import Config, Derived, derive, load_config, load_plugin
 from tsn_mpi.errors import ConfigError, DataFileError
+from tsn_mpi.io import h5_write
 from tsn_mpi.log import Reporter
 from tsn_mpi.models.base import CellModel
 from tsn_mpi.network.context import PluginContext
@@ -33,6 +35,7 @@ class Run:
     comm: Comm
     part: Partition
     out: Reporter
+    backend: Backend
 
     @property
     def owned(self) -> range:
@@ -55,7 +58,9 @@ def open_run(run_dir: str | Path, comm: Comm | None = None, quiet: bool = False,
     d = derive(cfg)
     part = partition(d.n_cells, comm.size)
     share_cores(comm)  # numba threads = this node's cores / its ranks, unless the user set them
-    return Run(run_dir, cfg, d, comm, part, Reporter(comm.rank, quiet))
+    h5_write.set_strategy(cfg.run.h5_writes)
+    return Run(run_dir, cfg, d, comm, part, Reporter(comm.rank, quiet),
+               get_backend(cfg.run.backend))
 
 
 def build_cell(ctx: PluginContext) -> CellModel:
@@ -136,30 +141,16 @@ def choose_task(run: Run):
     return chooser
 
 
-def use_gpu(run: Run) -> bool:
-    """True when this run trains/tests on GPUs (``run.backend = "gpu"`` or ``--gpu``)."""
-    return run.cfg.run.backend == "gpu"
-
-
 def start_backend(run: Run) -> None:
-    """Bind this rank to its GPU (node-local rank % GPUs) before any GPU work; clear one-line
-    error when there is none.  Nothing to do on the CPU."""
-    if use_gpu(run):
-        from tsn_mpi.backends.gpu import select_device
-
-        select_device(run.comm)
+    """Bind this rank to its device (GPU: node-local rank % GPUs) before any device work; a
+    clear one-line error when there is none.  Nothing to do on the CPU."""
+    run.backend.start(run.comm)
 
 
 def make_simulator(run: Run, net, cell):
-    """The time loop of this rank on the chosen backend (same interface on both)."""
-    if use_gpu(run):
-        from tsn_mpi.backends.gpu import GpuSimulator
-
-        sim = GpuSimulator(run.cfg, run.d, net, cell, run.comm, tau_plas(run), noise_sigma(run))
-    else:
-        from tsn_mpi.simulate.simulator import Simulator
-
-        sim = Simulator(run.cfg, run.d, net, cell, run.comm, tau_plas(run), noise_sigma(run))
+    """The time loop of this rank on the run's backend (same interface on every backend)."""
+    sim = run.backend.simulator(run.cfg, run.d, net, cell, run.comm, tau_plas(run),
+                                noise_sigma(run))  # fmt: skip
     release_incoming(net)
     return sim
 
@@ -173,48 +164,23 @@ def release_incoming(net) -> None:
 
 
 def make_learner(run: Run, net, **state):
-    """The RLS learner of this rank on the chosen backend (P on the GPU there)."""
-    if use_gpu(run):
-        from tsn_mpi.backends.gpu import GpuLearner
-
-        return GpuLearner(run.cfg, run.d, net, **state)
-    from tsn_mpi.learn.learner import INTEGER_PRECISIONS, Learner, integer_p_message
-
-    lr = run.cfg.learning
-    if lr.mode == "fast" and lr.p_precision in INTEGER_PRECISIONS:
-        raise ConfigError(integer_p_message(lr.p_precision))
-    return Learner(run.cfg, run.d, net, **state)
-
-
-def trial_state_fns(run: Run):
-    """(trial_state, restore_trial_state) of the chosen backend (same checkpoint keys)."""
-    if use_gpu(run):
-        from tsn_mpi.backends.gpu import restore_trial_state, trial_state
-
-        return trial_state, restore_trial_state
-    from tsn_mpi.simulate.simulator import restore_trial_state, trial_state
-
-    return trial_state, restore_trial_state
-
-
-# seconds per neuron and loop, from the calibration in tsn_mpi/plan.py (2-core EPYC VM)
-_NS_NEURON_STEP = 1.7e-9
-_NS_EVENT = 4.5e-9
-_RLS_BYTES_PER_S = 10e9
+    """The RLS learner of this rank on the run's backend (P on the GPU there)."""
+    return run.backend.learner(run.cfg, run.d, net, **state)
 
 
 def balance_by_work(run: Run) -> None:
     """Re-partition ``run`` so every rank gets about the same work, not the same neuron count.
 
-    Work of a neuron per loop = its updates + the synaptic events it receives (static
-    in-degree x rate x trial) + its RLS updates; results do not depend on the partition, only
-    the time does.  Keeps the equal split when the network file cannot be read (the phase then
-    reports that file properly).
+    Work of a neuron per loop comes from the cost model of :mod:`tsn_mpi.plan`
+    (:func:`~tsn_mpi.plan.neuron_work`: updates, received synaptic events, RLS); results do
+    not depend on the partition, only the time does.  Keeps the equal split when the network
+    file cannot be read (the phase then reports that file properly).
     """
     if run.comm.size == 1:
         return
     from tsn_mpi.errors import TsnError
     from tsn_mpi.io.network_file import static_in_degree
+    from tsn_mpi.plan import neuron_work
 
     d = run.d
     try:
@@ -223,7 +189,4 @@ def balance_by_work(run: Run) -> None:
         return
     if indeg.shape != (d.n_cells,):
         return
-    trial_s = d.train_time / 1000.0
-    work = (d.n_steps * _NS_NEURON_STEP + indeg * 5.0 * trial_s * _NS_EVENT
-            + d.n_learn * d.n_packed * 8.0 / _RLS_BYTES_PER_S)
-    run.part = partition(d.n_cells, run.comm.size, work)
+    run.part = partition(d.n_cells, run.comm.size, neuron_work(d, indeg))

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tsn_mpi.backends.cpu import CpuLearner, CpuSimulator
 from tsn_mpi.comm import Comm
 from tsn_mpi.comm.agree import agree
 from tsn_mpi.io.checkpoint import write_checkpoint
 from tsn_mpi.io.names import checkpoint_dir, checkpoint_name
 from tsn_mpi.io.network_file import write_network
-from tsn_mpi.learn.learner import Learner
 from tsn_mpi.network.build import (
     Network,
     build_ff_rates,
@@ -35,7 +35,6 @@ from tsn_mpi.phases.common import (
     tau_plas,
 )
 from tsn_mpi.phases.train import checkpoint_attrs, checkpoint_payload
-from tsn_mpi.simulate.simulator import Simulator
 
 
 def run_init(run_dir: str | Path, itasks: list[int] | None = None, comm: Comm | None = None,
@@ -58,8 +57,8 @@ def run_init(run_dir: str | Path, itasks: list[int] | None = None, comm: Comm | 
     )
 
     def setup():  # plugins and files: a failure on any rank stops every rank cleanly
-        cell = build_cell(ctx)
-        return cell, Simulator(cfg, d, empty, cell, comm, tau_plas(run), noise_sigma(run))
+        cell = build_cell(ctx)  # init runs on the CPU whatever run.backend says
+        return cell, CpuSimulator(cfg, d, empty, cell, comm, tau_plas(run), noise_sigma(run))
 
     cell, sim = agree(comm, setup)
     sim.start_trial("init", 0, 0)
@@ -98,7 +97,7 @@ def run_init(run_dir: str | Path, itasks: list[int] | None = None, comm: Comm | 
     # the static lists are on disk; free them (and the init trial's copy) before P exists
     sim = empty = st_pre = st_code = None
     release_incoming(net)
-    learner = Learner(cfg, d, net)
+    learner = CpuLearner(cfg, d, net)
     rows, globs = checkpoint_payload(net, learner, cell, curve=None)
     write_checkpoint(
         checkpoint_dir(run.run_dir) / checkpoint_name(0), comm, owned, d.n_cells,

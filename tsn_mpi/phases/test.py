@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tsn_mpi import __version__, rng
+from tsn_mpi import rng
+from tsn_mpi._version import __version__
 from tsn_mpi.comm import Comm, SerialComm
 from tsn_mpi.comm.agree import agree
 from tsn_mpi.errors import ConfigError
-from tsn_mpi.io import h5
+from tsn_mpi.io import h5_write
 from tsn_mpi.io.checkpoint import read_checkpoint
 from tsn_mpi.io.names import checkpoint_dir, find_checkpoint
 from tsn_mpi.io.network_file import read_network
@@ -24,7 +25,7 @@ from tsn_mpi.phases.common import (
     open_run,
     start_backend,
 )
-from tsn_mpi.simulate.simulator import ROLL_NAMES
+from tsn_mpi.simulate.trial import ROLL_NAMES
 
 
 def parse_neurons(spec: str | list[int], n_cells: int) -> np.ndarray:
@@ -135,7 +136,7 @@ def _write_test(path, cfg, d, label, rec, ntrials, ntasks, g_u, g_s, g_c, g_t) -
         "n_learn": d.n_learn, "ntrials": ntrials, "ntasks": ntasks, "checkpoint": label,
         "tsn_mpi_version": __version__,
     }
-    with h5.create(path, SerialComm(), attrs=attrs) as w:
+    with h5_write.create(path, SerialComm(), attrs=attrs) as w:
         w.write_global("neurons", rec)
         w.write_global("targets", np.ascontiguousarray(np.moveaxis(g_t, 0, -1)))
         for q, name in enumerate(ROLL_NAMES):

@@ -16,31 +16,25 @@ from pathlib import Path
 
 import numpy as np
 
-from tsn_mpi import __version__
+from tsn_mpi._version import __version__
 from tsn_mpi.comm import Comm, SerialComm
 from tsn_mpi.comm.agree import agree
-from tsn_mpi.errors import CheckpointError, DivergenceError, Interrupted
-from tsn_mpi.io import h5
-from tsn_mpi.io.checkpoint import read_checkpoint, write_checkpoint
-from tsn_mpi.io.names import checkpoint_dir, checkpoint_name, find_checkpoint, list_checkpoints
-from tsn_mpi.io.network_file import read_network
+from tsn_mpi.errors import DivergenceError, Interrupted
+from tsn_mpi.io import h5_write
+from tsn_mpi.io.checkpoint import write_checkpoint
+from tsn_mpi.io.names import checkpoint_dir, checkpoint_name, list_checkpoints
 from tsn_mpi.learn.correlation import mean_correlation, pearson_per_neuron
-from tsn_mpi.learn.learner import Learner
 from tsn_mpi.log import TABLE_HEADER, format_row
 from tsn_mpi.monitor import ResourceMonitor
 from tsn_mpi.phases.common import (
     CURVE_NAME,
-    NETWORK_NAME,
     Run,
     balance_by_work,
-    build_cell,
     choose_task,
-    make_learner,
-    make_simulator,
     open_run,
     start_backend,
-    trial_state_fns,
 )
+from tsn_mpi.phases.restore import read_run_files, restore_state
 
 CURVE_FIELDS = ("loop", "task", "elapsed_s", "firing_rate_hz", "correlation", "n_nan")
 # rank 0's time split of each loop: compiled time loop (neuron update + delivery, incl. the
@@ -75,12 +69,12 @@ class LearningCurve:
 
     def write(self, path: Path) -> None:
         """Rank 0 only: the learning curve as its own small file (atomic)."""
-        with h5.create(path, SerialComm(), attrs={"tsn_mpi_version": __version__}) as w:
+        with h5_write.create(path, SerialComm(), attrs={"tsn_mpi_version": __version__}) as w:
             for k, v in self.arrays().items():
                 w.write_global(k, v)
 
 
-def checkpoint_attrs(cfg, d, learner: Learner, static_nnz: int, loop: int, kind: str,
+def checkpoint_attrs(cfg, d, learner, static_nnz: int, loop: int, kind: str,
                      **extra) -> dict:
     return {
         "model_hash": cfg.model_hash(), "n_cells": d.n_cells, "n_plastic": d.n_plastic,
@@ -90,7 +84,7 @@ def checkpoint_attrs(cfg, d, learner: Learner, static_nnz: int, loop: int, kind:
     }
 
 
-def checkpoint_payload(net, learner: Learner, cell, curve: LearningCurve | None):
+def checkpoint_payload(net, learner, cell, curve: LearningCurve | None):
     rows = {"w_in": net.w_in, "w_ff": net.w_ff}
     p = learner.p_rows_lazy()  # CPU: converted from the tiles block by block while written
     if p is not None:
@@ -140,38 +134,17 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
     cfg, d, comm = run.cfg, run.d, run.comm
     agree(comm, lambda: start_backend(run))
     agree(comm, lambda: balance_by_work(run))
-    owned = run.owned
-    trial_state, restore_trial_state = trial_state_fns(run)
     # files and plugins are checked on every rank and agreed on: bad input on any rank gives
     # the same one-line error on all of them (no rank left waiting in a collective)
-    net, init, ck = agree(comm, lambda: (
-        *read_network(run.run_dir / NETWORK_NAME, cfg, d, owned),
-        find_checkpoint(checkpoint_dir(run.run_dir), restore_from_checkpoint)))
+    net, init, ck = agree(comm, lambda: read_run_files(run, restore_from_checkpoint))
     nnz = int(comm.allreduce_sum(np.array([net.st_pre.size], np.int64))[0])
     expect = {"model_hash": cfg.model_hash(), "n_cells": d.n_cells, "n_plastic": d.n_plastic,
               "n_rls": d.n_rls, "static_nnz": nnz}
-
-    def setup():
-        attrs, rows, globs = read_checkpoint(ck.path, owned, expect, lazy=("P",))
-        net.w_in = np.ascontiguousarray(rows["w_in"], dtype=np.float32)
-        net.w_ff = np.ascontiguousarray(rows["w_ff"], dtype=np.float32)
-        cell = build_cell(run.ctx(init))
-        if "cell_state" in rows:
-            cell.state[:] = rows["cell_state"]
-        same_p = attrs.get("p_storage") == cfg.learning.p_storage and attrs.get("mode") == "fast"
-        if cfg.learning.mode == "fast" and not same_p:
-            raise CheckpointError(
-                f"{ck.path}: P stored as {attrs.get('mode')}/{attrs.get('p_storage')}, config "
-                f"asks for fast/{cfg.learning.p_storage}"
-            )
-        # the simulator first: it releases the incoming static lists before P is allocated
-        sim = make_simulator(run, net, cell)
-        learner = make_learner(run, net, p_rows=rows.pop("P", None),
-                               history=globs.get("history"),
-                               hist_count=int(attrs.get("hist_count", 0)))
-        return attrs, rows, globs, cell, learner, sim, choose_task(run)
-
-    attrs, rows, globs, cell, learner, sim, chooser = agree(comm, setup)
+    state = agree(comm, lambda: restore_state(run, net, init, ck, expect))
+    chooser = agree(comm, lambda: choose_task(run))
+    attrs, rows, globs = state.attrs, state.rows, state.globs
+    cell, learner, sim = state.cell, state.learner, state.sim
+    del state
     curve = LearningCurve(globs)
     ntasks = net.targets.shape[0]
     done = int(attrs["loop"])
@@ -194,7 +167,7 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
             sim.start_trial(mode, loop, task, cols, (d.correlation_var,) if measure else ())
             start_step, learn_seq, prior = 1, 0, 0.0
             if resume and loop == first:
-                restore_trial_state(sim, rows, globs)
+                sim.restore_trial_state(rows, globs)
                 start_step = int(attrs["trial_step"]) + 1
                 learn_seq = int(attrs["trial_learn_seq"])
                 prior = float(attrs.get("trial_elapsed", 0.0))
@@ -207,7 +180,7 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
                 timing["deliver_s"] = float(sim.exchange_s[-1]) - dl0
             if stop_step is not None:
                 _write_interrupt(run, sim, learner, net, cell, curve, nnz, loop, stop_step,
-                                 prior + time.perf_counter() - t0, trial_state)
+                                 prior + time.perf_counter() - t0)
                 raise Interrupted(
                     f"stopped by signal {sigs.flag} at loop {loop} step {stop_step}; resume with "
                     f"'tsn-mpi train {run.run_dir} --restore-from-checkpoint {loop}i'"
@@ -291,8 +264,7 @@ def _save(run: Run, net, learner, cell, curve, nnz, loop, kind, cor=None, best=F
           extra=None, trial=None) -> None:
     cdir = checkpoint_dir(run.run_dir)
     name = checkpoint_name(loop, kind, cor if best else None)
-    if hasattr(learner, "sync_to_host"):  # GPU: weights live on the device
-        learner.sync_to_host()
+    learner.sync_to_host()  # GPU: weights live on the device
     rows, globs = checkpoint_payload(net, learner, cell, curve)
     if trial is not None:
         rows.update(trial[0])
@@ -306,8 +278,7 @@ def _save(run: Run, net, learner, cell, curve, nnz, loop, kind, cor=None, best=F
     run.comm.barrier()
 
 
-def _write_interrupt(run, sim, learner, net, cell, curve, nnz, loop, step, elapsed,
-                     trial_state) -> None:
+def _write_interrupt(run, sim, learner, net, cell, curve, nnz, loop, step, elapsed) -> None:
     extra = {"trial_step": int(step), "trial_learn_seq": int(sim.learn_seq),
              "trial_elapsed": float(elapsed)}
-    _save(run, net, learner, cell, curve, nnz, loop, "i", extra=extra, trial=trial_state(sim))
+    _save(run, net, learner, cell, curve, nnz, loop, "i", extra=extra, trial=sim.trial_state())

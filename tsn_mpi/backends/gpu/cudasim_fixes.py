@@ -25,7 +25,7 @@ and our tests' short GIL switch interval (``sys.setswitchinterval(1e-4)``) makes
    running at once (which also closes 1 and 2), and much faster than OS threads
    (benchmarks/cudasim.py).  A kernel
    that spins on another thread's write would hang here; ours do not.  Races that this one
-   order hides are what ``tests/gpu/sim_racecheck.py`` finds (shared-memory hazards between
+   order hides are what ``tests/backends/gpu/sim_racecheck.py`` finds (shared-memory hazards between
    barriers, like ``compute-sanitizer --tool racecheck``).
 
 Neither bug exists on a GPU; they made simulator runs (the CI's GPU tests, or a user's run under
@@ -78,7 +78,7 @@ _shared_lock = threading.Lock()
 def allocate_shared(shared, shape, dtype, key, make=None):
     """The static shared array ``key`` (a source position) of one launch's ``FakeCUDAShared``,
     allocated on first use.  The look-up and the store are one step under a lock.  ``make(key,
-    array)`` may wrap a new allocation (tests/gpu/sim_racecheck.py)."""
+    array)`` may wrap a new allocation (tests/backends/gpu/sim_racecheck.py)."""
     if isinstance(dtype, types.Type):
         dtype = numpy_support.as_dtype(dtype)
     with _shared_lock:
@@ -181,7 +181,7 @@ class _SimThread:
         self.started = False
         self.finished = False
         self.exception = None
-        self.barriers = 0  # syncthreads passed in this block (tests/gpu/sim_racecheck.py)
+        self.barriers = 0  # syncthreads passed in this block (tests/backends/gpu/sim_racecheck.py)
         self.glet = greenlet(self._main)  # parent: the manager's greenlet (created there)
         self._call = call
 

@@ -14,8 +14,6 @@ checkpoints) already are, and :meth:`p_rows` returns them as stored.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from numba import cuda
 
@@ -82,12 +80,13 @@ def _device(x, dtype):
 
 
 class GpuLearner:
-    """RLS state of the owned neurons on the GPU; same interface as ``learn.learner.Learner``.
+    """RLS state of the owned neurons on the GPU; the interface of
+    :class:`~tsn_mpi.backends.cpu.learner.CpuLearner`.
 
     ``kernel``: 'block' (one thread block per neuron, P row in shared memory), 'warp' (one warp
     per neuron, row in shared memory), 'streamed' (one warp per neuron, P read twice from
-    device memory) or None (block when the row fits, else streamed; env TSN_GPU_RLS
-    overrides; env TSN_GPU_RLS_UNROLL sets the block kernel's staging group (loads per thread).
+    device memory) or None (config key ``gpu.rls_kernel``: 'auto' = block when the row fits,
+    else streamed); ``gpu.rls_unroll`` sets the block kernel's staging group (loads per thread).
     """
 
     def __init__(
@@ -136,9 +135,9 @@ class GpuLearner:
         self._nbad_h = np.zeros(1, np.int32)
         self.target_d = to_device(np.zeros(n, np.float32))
         self.x_ff_d = to_device(np.zeros(lx, np.float64))
-        kind = kernel or os.environ.get("TSN_GPU_RLS") or None
-        unroll = os.environ.get("TSN_GPU_RLS_UNROLL", "").strip()
-        self.rls = R.rls_launch(lx, m, self.dtype.name, kind, int(unroll) if unroll else 0)
+        gpu = cfg.gpu
+        kind = kernel or (None if gpu.rls_kernel == "auto" else gpu.rls_kernel)
+        self.rls = R.rls_launch(lx, m, self.dtype.name, kind, int(gpu.rls_unroll))
 
     # ---------------------------------------------------------------------- P transfers
     def _chunk(self) -> int:

@@ -32,7 +32,7 @@ widened on load and rounded to nearest even on store), int16 (float32 arithmetic
 ``k = (P_stored x) / s``, and the update subtracts ``(den * s) k k^T``, rounded half up and
 clamped to +-(2^15 - 1) or +-(2^31 - 1).  Everything else (float64 ``x.k``, ``den``, error with
 the old weights, a-priori or textbook gain, benchmark mode, bad neurons left untouched) is the
-CPU learner's (``backends/cpu/rls.py``); sums run in another order, so results agree to
+CPU learner's (``backends/cpu/rls_fast.py``); sums run in another order, so results agree to
 rounding, not bitwise.
 """
 

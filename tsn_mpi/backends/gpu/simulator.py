@@ -18,12 +18,11 @@ agree with the CPU to rounding, not bitwise.
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 
 import numpy as np
-from numba import cuda, njit
+from numba import cuda
 
 from tsn_mpi import rng
 from tsn_mpi.backends.cpu.loop import draw_normals
@@ -31,16 +30,15 @@ from tsn_mpi.backends.gpu import cudasim_fixes
 from tsn_mpi.backends.gpu import kernels as K
 from tsn_mpi.backends.gpu.device import on_sync, shared_weights, simulated, to_device
 from tsn_mpi.errors import ConfigError
-from tsn_mpi.models.builtin import LIF, builtin_init_v
-from tsn_mpi.network.csr import codes_by_population, invert_incoming, invert_incoming_codes
+from tsn_mpi.models.builtin import LIF, builtin_initial_voltages
+from tsn_mpi.network.csr import codes_by_population
 from tsn_mpi.network.stimulus import OnlineOU
+from tsn_mpi.simulate.maps import balanced_drive, outgoing_maps, trace_constants
 from tsn_mpi.simulate.rolling import bins_from_groups, group_counts, sample_groups
-from tsn_mpi.simulate.simulator import ROLL_NAMES, TrialResult
+from tsn_mpi.simulate.trial import ROLL_NAMES, TrialResult
 
 MODES = {"init": K.MODE_INIT, "train": K.MODE_TRAIN, "train_test": K.MODE_TRAIN_TEST,
          "test": K.MODE_TEST}  # fmt: skip
-TRIAL_ROWS = ("v", "u_bale", "u_bali", "u_plas", "u_bal", "in_e", "in_i", "in_p", "last_spike",
-              "ns", "noise_rng", "ou_s", "ou_rng")  # fmt: skip
 _F_ROWS = {"v": K.F_V, "u_bale": K.F_UBALE, "u_bali": K.F_UBALI, "u_plas": K.F_UPLAS,
            "u_bal": K.F_UBAL, "in_e": K.F_INE, "in_i": K.F_INI, "in_p": K.F_INP}  # fmt: skip
 
@@ -55,13 +53,13 @@ def launch_shape(n: int, threads: int = 128) -> tuple[int, int]:
 
 class GpuSimulator:
     """The time loop of the owned neurons on the GPU, for any mode (init, train, train_test,
-    test); constructor and methods as :class:`tsn_mpi.simulate.simulator.Simulator`.
+    test); constructor and methods as :class:`tsn_mpi.backends.cpu.simulator.CpuSimulator`.
 
     ``u_bal`` (n_owned,) float32 and ``r_ff`` (max(l_ff, 1),) float64 are device arrays;
     :meth:`traces_at` returns a device array; :meth:`finish_trial` returns host arrays.
     ``host_exchange=True`` forces the per-step host round trip of the spike ids even with one
-    rank (tests use it to cover the multi-rank path).  ``fused`` (default: on unless the env var
-    TSN_GPU_FUSED=0) runs each :meth:`advance` as one cooperative launch of
+    rank (tests use it to cover the multi-rank path).  ``fused`` (default: config key
+    ``gpu.fused``) runs each :meth:`advance` as one cooperative launch of
     :func:`~.kernels.run_steps` when spikes need no host exchange; otherwise, or if that kernel
     cannot be built, each step is two launches.  ``static_out`` = (out_indptr (N+1,) over
     presynaptic gids, local post ids int32, weight codes, weight table float32) replaces the
@@ -85,19 +83,17 @@ class GpuSimulator:
         self.gid0 = net.owned.start
         self.host_exchange = comm.size > 1 if host_exchange is None else bool(host_exchange)
         if fused is None:
-            fused = os.environ.get("TSN_GPU_FUSED", "1") != "0"
+            fused = bool(cfg.gpu.fused)
         self.fused = bool(fused) and not self.host_exchange
         self.fused_error: str | None = None
         self._fused_kernel = None
         self._fused_launched = False
         f32 = np.float32
         dt = float(cfg.simulation.dt)
-        # static outgoing map (pre gid -> local posts) and plastic outgoing map, as on the CPU
+        # outgoing static and plastic maps, as on the CPU (benchmarks may bring the static one)
+        maps = outgoing_maps(net, N, static=static_out is None)
         if static_out is None:
-            out_indptr, out_post, out_code = invert_incoming_codes(
-                net.st_indptr, net.st_pre, net.st_code, N)
-            static_out = (out_indptr, out_post, out_code, net.st_table)
-            del out_post, out_code
+            static_out = (maps.st_indptr, maps.st_post, maps.st_code, net.st_table)
         out_indptr, out_post, out_code, table = static_out[:4]
         if getattr(net, "st_by_population", False) and out_code.size == 0 and out_post.size:
             # weights by population: the kernels index a table per synapse
@@ -109,38 +105,25 @@ class GpuSimulator:
             to_device(table, f32),
         )
         del static_out, out_post, out_code
-        m = net.pl_pre.shape[1]
-        flat = net.pl_pre.ravel()
-        valid = flat >= 0
-        pl_indptr_in = np.zeros(n + 1, dtype=np.int64)
-        if n:
-            pl_indptr_in[1:] = np.cumsum(valid.reshape(n, m).sum(axis=1))
-        pos_valid = np.nonzero(valid)[0]
-        pl_o_indptr, pl_o_post, pl_o_pos = invert_incoming(
-            pl_indptr_in, flat[valid].astype(np.int32), N
-        )
-        slot = (pos_valid[pl_o_pos] % m).astype(np.int32) if m else np.zeros(0, np.int32)
         self.pl = (
-            to_device(pl_o_indptr, np.int64),
-            to_device(pl_o_post, np.int32),
-            to_device(slot, np.int32),
+            to_device(maps.pl_indptr, np.int64),
+            to_device(maps.pl_post, np.int32),
+            to_device(maps.pl_slot),
         )
-        needed = np.unique(flat[valid]).astype(np.int64)
-        self.n_needed = needed.size
-        self.needed = to_device(needed)
+        self.n_needed = maps.needed.size
+        self.needed = to_device(maps.needed)
+        del maps
         # traces of every gid: r_val, decay a and increment 1/tau per gid; r_step
-        tau = np.atleast_1d(np.asarray(tau_plas, dtype=np.float64))
-        tau_n = np.broadcast_to(tau, (N,)) if tau.size == 1 else tau
+        a_pre, inc_pre, inv_tau_post = trace_constants(tau_plas, dt, net.owned)
         tr = np.zeros((K.N_TR, N), np.float64)
-        tr[K.T_A] = 1.0 - dt / tau_n
-        tr[K.T_INC] = 1.0 / tau_n
+        tr[K.T_A] = a_pre
+        tr[K.T_INC] = inc_pre
         self.tr = to_device(tr)
         self.r_step = to_device(np.zeros(N, np.int64))
         self.r_now = to_device(np.zeros(N, np.float64))
         # per-neuron state; constant rows filled once
-        exc = np.arange(net.owned.start, net.owned.stop) < d.n_exc
         fs = np.zeros((K.N_F32, n), f32)
-        fs[K.F_XBAL] = np.where(exc, d.x_bal_e, d.x_bal_i).astype(f32)
+        fs[K.F_XBAL] = balanced_drive(net.owned, d)
         p = cell.params
         if cell.model_id == LIF:
             fs[K.F_TH] = p[:, 0].astype(f32)
@@ -158,7 +141,7 @@ class GpuSimulator:
         on_sync(net, "cell_state", self.state_to_host)
         sig = np.atleast_1d(np.asarray(sigma, dtype=np.float64))
         ds[K.D_SIG] = np.broadcast_to(sig, (n,)) if sig.size == 1 else sig
-        ds[K.D_ITP] = 1.0 / (tau[0] if tau.size == 1 else tau[net.owned.start : net.owned.stop])
+        ds[K.D_ITP] = inv_tau_post
         self._ds_const = ds[[K.D_INVTAU, K.D_SIG, K.D_ITP]].copy()
         self.has_noise = bool(np.any(sig > 0))
         self.fs = to_device(fs)
@@ -183,7 +166,7 @@ class GpuSimulator:
         self.ff_base_host = np.zeros(max(lx, 1), np.uint64)
         self.ff_base = to_device(self.ff_base_host)
         self.rate_ff = to_device(np.asarray(net.ff_rates, dtype=np.float64))
-        self.inv_tau_ff = float(1.0 / tau[0])
+        self.inv_tau_ff = float(inc_pre[0])
         # recording
         self.group_of_step, self.group_ranges = sample_groups(cfg, d)
         self.group_count = group_counts(self.group_of_step, len(self.group_ranges))
@@ -218,10 +201,9 @@ class GpuSimulator:
         gids = np.arange(self.gid0, self.gid0 + n, dtype=np.int64)
         z = draw_normals(rng.stream_states(seed, rng.V_INIT, gids, trial_key))
         fs = np.zeros((K.N_F32, n), np.float32)
-        if self.cell.model_id == LIF:
-            fs[K.F_V] = _lif_init(self.cell.params, z)
-        else:
-            fs[K.F_V] = _builtin_voltages(self.cell.model_id, self.cell.params, z)
+        v = np.empty(n, np.float32)
+        builtin_initial_voltages(self.cell.model_id, self.cell.params, z, v)
+        fs[K.F_V] = v
         if self.has_state:  # the host copy is authoritative between trials
             self.cs.copy_to_device(np.ascontiguousarray(self.cell.state.T, np.float64))
         fs[[K.F_XBAL, K.F_TH, K.F_VRE]] = self._fs_const
@@ -524,32 +506,3 @@ class GpuSimulator:
         with np.errstate(over="ignore"):
             self.ff_base_host[:lx] = ff_rng[:lx] - self._ff_draws(t_done) * K.GOLDEN
         self.ff_base.copy_to_device(self.ff_base_host)
-
-
-def _lif_init(params: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """LIF initial voltages vre + (thresh - vre) z as float32 (models.lif.lif_init_v)."""
-    vre, th = params[:, 2], params[:, 0]
-    return (vre + (th - vre) * z).astype(np.float32)
-
-
-def _builtin_voltages(model_id: int, params: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Initial voltages of a built-in model as float32 (as the CPU Simulator)."""
-    v = np.empty(z.size, np.float32)
-    _fill_voltages(model_id, np.ascontiguousarray(params, np.float64), z, v)
-    return v
-
-
-@njit(cache=True)
-def _fill_voltages(model_id, params, z, v):  # pragma: no cover - jitted
-    for i in range(v.size):
-        v[i] = builtin_init_v(model_id, params, i, z[i])
-
-
-def trial_state(sim: GpuSimulator):
-    """Module-level form of :meth:`GpuSimulator.trial_state` (as simulate.simulator)."""
-    return sim.trial_state()
-
-
-def restore_trial_state(sim: GpuSimulator, rows, globs) -> None:
-    """Module-level form of :meth:`GpuSimulator.restore_trial_state`."""
-    sim.restore_trial_state(rows, globs)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # Every script runs with the simulator fixes of tsn_mpi.backends.gpu.cudasim_fixes: shared
 # arrays allocated under a lock, and (with greenlet, a test dependency) the threads of a block
@@ -184,7 +184,7 @@ def test_rls_kernel_matches_cpu_rls_fast():
     share."""
     run_script("""
         from numba import cuda
-        from tsn_mpi.backends.cpu import rls
+        from tsn_mpi.backends.cpu.rls_fast import rls_fast
         from tsn_mpi.backends.gpu import rls as R
         from tsn_mpi.learn.initial_p import initial_p_rows
         from tsn_mpi.learn.packed import rows_to_tiles, tiles_to_rows
@@ -227,7 +227,7 @@ def test_rls_kernel_matches_cpu_rls_fast():
             badd, nbad = d(np.zeros(n_owned, np.uint8)), d(np.zeros(1, np.int32))
             launch = R.rls_launch(n_ff, m, dt, kind, unroll)
             for q in range(3):
-                nc = rls.rls_fast(Pc, pre, wc, rs[q], xs[q], wffc, ub, tg, textbook, apply, badc)
+                nc = rls_fast(Pc, pre, wc, rs[q], xs[q], wffc, ub, tg, textbook, apply, badc)
                 nbad.copy_to_device(np.zeros(1, np.int32))
                 launch(n_owned, Pd, d(pre), wd, d(rs[q]), d(xs[q]), wffd, d(ub), d(tg), 1.0,
                        textbook, apply, badd, nbad)
@@ -251,19 +251,19 @@ def test_integer_p_follows_float64():
     """int16 / int32 P with a scale (GpuLearner: P0 filled on the device, float rows scaled on
     upload) track the CPU float64 learner over a training loop; rows round-trip as stored."""
     run_script("""
-        from tests.gpu import build, copy_net, run_chunks, start_loop
+        from tests.backends.gpu import build, copy_net, run_chunks, start_loop
         from tsn_mpi.backends.gpu import GpuLearner
         from tsn_mpi.backends.gpu.learner import rows_to_storage
         from tsn_mpi.comm import SerialComm
-        from tsn_mpi.learn.learner import Learner
-        from tsn_mpi.simulate.simulator import Simulator
+        from tsn_mpi.backends.cpu.learner import CpuLearner
+        from tsn_mpi.backends.cpu.simulator import CpuSimulator
 
         extra = {"network": {"x_bal_e": 12.0, "x_bal_i": 10.0}, "neuron": {"noise_sigma": 0.3},
                  "learning": {"p_precision": "float64"}}
         cfg, d, net, cell, tau, sig = build(extra)
         cn = copy_net(net)
-        sim = Simulator(cfg, d, cn, cell, SerialComm(), tau, sig)
-        ref = Learner(cfg, d, cn)
+        sim = CpuSimulator(cfg, d, cn, cell, SerialComm(), tau, sig)
+        ref = CpuLearner(cfg, d, cn)
         p0 = ref.p_rows()
         gls = {}
         for prec, scale, tol_p in (("int16", 2.0**14, 4e-3), ("int32", 2.0**20, 1e-5)):
@@ -301,11 +301,12 @@ def test_integer_p_follows_float64():
 
 SIM_VS_CPU = """
     import sys
-    from tests.gpu import build, copy_net, host, start_loop, run_chunks, train_loop
+    from tests.backends.gpu import build, copy_net, host, start_loop, run_chunks, train_loop
     from tsn_mpi.backends.gpu import GpuLearner, GpuSimulator
     from tsn_mpi.comm import SerialComm
-    from tsn_mpi.learn.learner import Learner
-    from tsn_mpi.simulate.simulator import ROLL_NAMES, Simulator
+    from tsn_mpi.backends.cpu.learner import CpuLearner
+    from tsn_mpi.backends.cpu.simulator import CpuSimulator
+    from tsn_mpi.simulate.trial import ROLL_NAMES
 
     noise, path = sys.argv[1], sys.argv[2]
     extra = {"network": {"x_bal_e": 12.0, "x_bal_i": 10.0},
@@ -313,7 +314,7 @@ SIM_VS_CPU = """
              "plastic": {"l_ff": 3, "w_ff": 0.5}, "feedforward": {"mu": 2000.0}}
     cfg, d, net, cell, tau, sig = build(extra, exact=True)
     cn, gn = copy_net(net), copy_net(net)
-    cpu = Simulator(cfg, d, cn, cell, SerialComm(), tau, sig)
+    cpu = CpuSimulator(cfg, d, cn, cell, SerialComm(), tau, sig)
     gpu = GpuSimulator(cfg, d, gn, cell, SerialComm(), tau, sig,
                        host_exchange=path == "host", fused=path == "fused")
     for mode in ("init", "test"):
@@ -327,7 +328,7 @@ SIM_VS_CPU = """
             x, y = getattr(a, f), getattr(b, f)
             assert (x is None and y is None) or np.array_equal(x, y, equal_nan=True), (mode, f)
     assert (gpu._fused_kernel is not None) == (path == "fused")
-    cl, gl = Learner(cfg, d, cn), GpuLearner(cfg, d, gn)
+    cl, gl = CpuLearner(cfg, d, cn), GpuLearner(cfg, d, gn)
     assert np.array_equal(cl.p_rows(), gl.p_rows())
     seen = {"cpu": [], "gpu": []}
     def watch(sim, key):
@@ -367,11 +368,11 @@ def test_simulator_matches_cpu(noise, path, tmp_path):
 
 GLIF_VS_CPU = """
     import copy
-    from tests.gpu import build, copy_net, train_loop
+    from tests.backends.gpu import build, copy_net, train_loop
     from tsn_mpi.backends.gpu import GpuLearner, GpuSimulator
     from tsn_mpi.comm import SerialComm
-    from tsn_mpi.learn.learner import Learner
-    from tsn_mpi.simulate.simulator import Simulator
+    from tsn_mpi.backends.cpu.learner import CpuLearner
+    from tsn_mpi.backends.cpu.simulator import CpuSimulator
 
     for k, path in ((1, "fused"), (2, "steps"), (3, "fused"), (4, "steps"), (5, "fused")):
         extra = {"network": {"x_bal_e": 12.0, "x_bal_i": 10.0},
@@ -380,7 +381,7 @@ GLIF_VS_CPU = """
         cfg, d, net, cell, tau, sig = build(extra, exact=True)
         gcell = copy.deepcopy(cell)
         cn, gn = copy_net(net), copy_net(net)
-        cpu = Simulator(cfg, d, cn, cell, SerialComm(), tau, sig)
+        cpu = CpuSimulator(cfg, d, cn, cell, SerialComm(), tau, sig)
         gpu = GpuSimulator(cfg, d, gn, gcell, SerialComm(), tau, sig, fused=path == "fused")
         for s in (cpu, gpu):
             s.start_trial("test", 4, 0, np.arange(8), ("utotal",))
@@ -392,7 +393,7 @@ GLIF_VS_CPU = """
         assert np.array_equal(a.spike_steps, b.spike_steps), k
         assert np.array_equal(cell.state, gcell.state), k
         if k == 5:  # a training loop: weights move, spikes and the persistent state agree
-            cl, gl = Learner(cfg, d, cn), GpuLearner(cfg, d, gn)
+            cl, gl = CpuLearner(cfg, d, cn), GpuLearner(cfg, d, gn)
             a, _ = train_loop(cpu, cl, cn, d, 1)
             b, _ = train_loop(gpu, gl, gn, d, 1)
             assert np.array_equal(a.ns, b.ns)
@@ -413,11 +414,11 @@ def test_glif_models_match_cpu(tmp_path):
 def test_interrupt_on_cpu_resume_on_gpu():
     """CPU trial_state taken mid-loop restores into a GpuSimulator (and its own round-trips)."""
     run_script("""
-        from tests.gpu import build, copy_net, run_chunks, start_loop
-        from tsn_mpi.backends.gpu import GpuLearner, GpuSimulator, restore_trial_state, trial_state
+        from tests.backends.gpu import build, copy_net, run_chunks, start_loop
+        from tsn_mpi.backends.gpu import GpuLearner, GpuSimulator
         from tsn_mpi.comm import SerialComm
-        from tsn_mpi.learn.learner import Learner
-        from tsn_mpi.simulate import simulator as cpu_sim
+        from tsn_mpi.backends.cpu.learner import CpuLearner
+        from tsn_mpi.backends.cpu.simulator import CpuSimulator
 
         extra = {"network": {"x_bal_e": 12.0, "x_bal_i": 10.0}, "neuron": {"noise_sigma": 0.3},
                  "plastic": {"l_ff": 2, "w_ff": 0.5}, "feedforward": {"mu": 2000.0}}
@@ -425,26 +426,26 @@ def test_interrupt_on_cpu_resume_on_gpu():
         stop = 69  # inside the learning period, at a chunk end
         # reference: the whole loop on the CPU
         cn = copy_net(net)
-        cpu = cpu_sim.Simulator(cfg, d, cn, cell, SerialComm(), tau, sig)
-        cl = Learner(cfg, d, cn)
+        cpu = CpuSimulator(cfg, d, cn, cell, SerialComm(), tau, sig)
+        cl = CpuLearner(cfg, d, cn)
         start_loop(cpu, cn, d, 1, measure=True)
         run_chunks(cpu, cl, cn, d, 0, 1, d.n_steps, 0)
         ref = cpu.finish_trial()
         # CPU up to `stop`, then the GPU from its trial state
         cn2 = copy_net(net)
-        cpu2 = cpu_sim.Simulator(cfg, d, cn2, cell, SerialComm(), tau, sig)
-        cl2 = Learner(cfg, d, cn2)
+        cpu2 = CpuSimulator(cfg, d, cn2, cell, SerialComm(), tau, sig)
+        cl2 = CpuLearner(cfg, d, cn2)
         start_loop(cpu2, cn2, d, 1, measure=True)
         seq, _ = run_chunks(cpu2, cl2, cn2, d, 0, 1, stop, 0)
-        rows, globs = cpu_sim.trial_state(cpu2)
+        rows, globs = cpu2.trial_state()
         gn = copy_net(cn2)
         gpu = GpuSimulator(cfg, d, gn, cell, SerialComm(), tau, sig)
         gl = GpuLearner(cfg, d, gn, p_rows=cl2.p_rows())
         start_loop(gpu, gn, d, 1, measure=True)
-        restore_trial_state(gpu, rows, globs)
+        gpu.restore_trial_state(rows, globs)
         # the GPU's own state round-trips through trial_state once it has advanced
         seq, _ = run_chunks(gpu, gl, gn, d, 0, stop + 1, stop + 10, seq)
-        rows_g, globs_g = trial_state(gpu)
+        rows_g, globs_g = gpu.trial_state()
         seq, _ = run_chunks(gpu, gl, gn, d, 0, stop + 11, d.n_steps, seq)
         res = gpu.finish_trial()
         assert np.array_equal(res.ns, ref.ns)
@@ -484,7 +485,7 @@ RECORD = """
         return orig(self, *args)
 
     simk.FakeCUDAKernel.__call__ = record
-    from tests.gpu import build, train_loop
+    from tests.backends.gpu import build, train_loop
     from tsn_mpi.backends.gpu import GpuLearner, GpuSimulator
     from tsn_mpi.comm import SerialComm
     for prec, path, model, kern in (("float32", "fused", "lif", None),
@@ -557,7 +558,7 @@ def test_kernels_type_and_lower_for_sm90(tmp_path):
 def test_unsupported_settings_fail_by_name():
     """Custom cell models on the GPU, small mode and full storage: one ConfigError each (no
     device needed)."""
-    from tests.gpu import build
+    from tests.backends.gpu import build
     from tsn_mpi.backends.gpu import GpuLearner, GpuSimulator
     from tsn_mpi.comm import SerialComm
     from tsn_mpi.errors import ConfigError
@@ -581,11 +582,11 @@ TWO_RANKS = """
     comm = MpiComm.world()
     if comm.size != int(sys.argv[1]):
         sys.exit(f"expected {sys.argv[1]} ranks, got {comm.size}")
-    from tests.gpu import build, copy_net, train_loop
+    from tests.backends.gpu import build, copy_net, train_loop
     from tsn_mpi.backends.gpu import GpuLearner, GpuSimulator
     from tsn_mpi.comm import SerialComm
-    from tsn_mpi.learn.learner import Learner
-    from tsn_mpi.simulate.simulator import Simulator
+    from tsn_mpi.backends.cpu.learner import CpuLearner
+    from tsn_mpi.backends.cpu.simulator import CpuSimulator
 
     extra = {"network": {"x_bal_e": 12.0, "x_bal_i": 10.0}, "neuron": {"noise_sigma": 0.3},
              "plastic": {"l_ff": 2, "w_ff": 0.5}, "feedforward": {"mu": 2000.0}}
@@ -600,8 +601,8 @@ TWO_RANKS = """
     w = comm.allgatherv(net.w_in, counts)
     if comm.rank == 0:
         cfg, d, ref, cell, tau, sig = build(extra, exact=True)
-        cpu = Simulator(cfg, d, ref, cell, SerialComm(), tau, sig)
-        a, _ = train_loop(cpu, Learner(cfg, d, ref), ref, d, 1, measure=True)
+        cpu = CpuSimulator(cfg, d, ref, cell, SerialComm(), tau, sig)
+        a, _ = train_loop(cpu, CpuLearner(cfg, d, ref), ref, d, 1, measure=True)
         assert a.ns.sum() > 20 and np.array_equal(ns, a.ns), (ns, a.ns)
         assert np.allclose(w, ref.w_in, rtol=1e-4, atol=1e-5)
         print("ok two ranks")
@@ -638,3 +639,26 @@ def test_gpu_benchmark_runs_under_the_simulator(tmp_path):
     res = json.loads(out.read_text())
     assert res["rls"] and res["loops"]["micro"]["fused"]
     assert "two launches per step" in proc.stdout
+
+
+def test_gpu_config_keys_choose_the_paths():
+    """gpu.fused, gpu.rls_kernel and gpu.rls_unroll (config, not environment variables) pick
+    the time-loop path and the RLS kernel; an explicit argument still wins."""
+    run_script("""
+        from tests.backends.gpu import build, copy_net
+        from tsn_mpi.backends.gpu import GpuLearner, GpuSimulator
+        from tsn_mpi.comm import SerialComm
+
+        for fused, kind, unroll in ((True, "auto", 0), (False, "warp", 0), (True, "block", 3)):
+            cfg, d, net, cell, tau, sig = build({"gpu": {"fused": fused, "rls_kernel": kind,
+                                                         "rls_unroll": unroll}})
+            gn = copy_net(net)
+            sim = GpuSimulator(cfg, d, gn, cell, SerialComm(), tau, sig)
+            assert sim.fused is fused
+            gl = GpuLearner(cfg, d, gn)
+            assert gl.rls.kind == ("block" if kind == "auto" else kind), (kind, gl.rls.kind)
+            if kind == "block":
+                assert gl.rls.kernel.tsn_key[-1] == unroll
+        assert GpuLearner(cfg, d, copy_net(net), kernel="streamed").rls.kind == "streamed"
+        print("ok")
+    """)

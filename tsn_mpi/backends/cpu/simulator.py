@@ -1,6 +1,6 @@
-"""Trial driver: owns the per-rank state of the time loop and runs it chunk by chunk.
+"""CPU trial driver: owns the per-rank state of the time loop and runs it chunk by chunk.
 
-A :class:`Simulator` is built once per phase from the rank's :class:`Network`; each trial
+A :class:`CpuSimulator` is built once per phase from the rank's :class:`Network`; each trial
 starts with :meth:`start_trial` and advances with :meth:`advance` over step ranges.  The
 training driver calls RLS between chunks (learning happens at the *start* of a step, spec §3.3
 step 2) using :meth:`traces_at`.
@@ -8,10 +8,7 @@ step 2) using :meth:`traces_at`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-from numba import njit
 
 from tsn_mpi import rng
 from tsn_mpi.backends.cpu.loop import (
@@ -27,31 +24,16 @@ from tsn_mpi.backends.cpu.loop import (
     run_steps_serial,
     trace_values,
 )
-from tsn_mpi.models.builtin import LIF, builtin_init_v
-from tsn_mpi.network.csr import invert_incoming, invert_incoming_codes
+from tsn_mpi.models.builtin import LIF, builtin_initial_voltages
 from tsn_mpi.network.stimulus import OnlineOU
+from tsn_mpi.simulate.maps import balanced_drive, outgoing_maps, trace_constants
 from tsn_mpi.simulate.rolling import bins_from_groups, group_counts, sample_groups
+from tsn_mpi.simulate.trial import ROLL_NAMES, TRIAL_ROWS, TrialResult, exchange_capacity
 
 MODES = {"init": MODE_INIT, "train": MODE_TRAIN, "train_test": MODE_TRAIN_TEST, "test": MODE_TEST}
-ROLL_NAMES = ("utotal", "ubal_e", "ubal_i", "uplastic")
 
 
-@dataclass
-class TrialResult:
-    ns: np.ndarray                  # (n_owned,) spike counts
-    bins: np.ndarray | None         # (n_vars, n_learn, n_cols) rolling averages
-    spike_steps: np.ndarray | None  # (n_rec_local, max_times) int32, 0 = empty
-    uavg: np.ndarray | None         # init: mean u per owned neuron
-    u0_std: np.ndarray | None       # init: std of u for owned neurons with gid < u0_ncells
-
-
-def exchange_capacity(n_owned: int, dt: float) -> int:
-    """Spike ids per rank and step the fixed allgather buffer holds: 4x the spikes of
-    ``n_owned`` neurons at 20 Hz (overflow falls back to a second allgather)."""
-    return max(64, int(4 * n_owned * 20.0 * dt / 1000.0) + 16)
-
-
-class Simulator:
+class CpuSimulator:
     """The time loop of the owned neurons, for any mode (init, train, train_test, test)."""
 
     def __init__(self, cfg, d, net, cell, comm, tau_plas, sigma) -> None:
@@ -59,43 +41,23 @@ class Simulator:
         n, N = net.n_owned, d.n_cells
         self.n = n
         self.gid0 = net.owned.start
-        # static outgoing map (pre gid -> local posts), from the incoming CSR; with weights by
-        # population no per-synapse code is kept (the loop derives it from the two ids)
-        out_indptr, out_post, out_code = invert_incoming_codes(
-            net.st_indptr, net.st_pre, net.st_code, N)
+        # outgoing static map (pre gid -> local posts; with weights by population no code per
+        # synapse is kept: the loop derives it from the two ids) and plastic map (pre gid ->
+        # (local post, slot)).  Small mode: every rank evaluates every trace, so the history
+        # rows (checkpointed from rank 0) are the same on all ranks and a resume on another
+        # partition reads the inputs its neurons need (O(N) per learning step).
+        maps = outgoing_maps(net, N, all_traces=cfg.learning.mode == "small")
         by_pop = bool(net.st_by_population)
         n_exc_local = min(max(d.n_exc - net.owned.start, 0), n)
-        self.static_out = (out_indptr, out_post, out_code, net.st_table,
+        self.static_out = (maps.st_indptr, maps.st_post, maps.st_code, net.st_table,
                            np.array([int(by_pop), d.n_exc, n_exc_local], np.int64))
-        # plastic outgoing map (pre gid -> (local post, slot))
-        m = net.pl_pre.shape[1]
-        flat = net.pl_pre.ravel()
-        valid = flat >= 0
-        pl_indptr_in = np.zeros(n + 1, dtype=np.int64)
-        pl_indptr_in[1:] = np.cumsum(valid.reshape(n, m).sum(axis=1)) if n else []
-        pos_valid = np.nonzero(valid)[0]
-        pl_o_indptr, pl_o_post, pl_o_pos = invert_incoming(
-            pl_indptr_in, flat[valid].astype(np.int32), N
-        )
-        # slot of each outgoing plastic synapse in its post's weight row, in the narrowest type
-        slot_t = np.uint8 if m <= 256 else (np.uint16 if m <= 65536 else np.int32)
-        slot = (pos_valid[pl_o_pos] % max(m, 1)).astype(slot_t)
-        del pl_o_pos, pos_valid
-        self.plastic_out = (pl_o_indptr, pl_o_post, slot, net.w_in)
-        self.needed = np.unique(flat[valid]).astype(np.int64)
-        if cfg.learning.mode == "small":
-            # the small-mode history stores whole trace vectors and checkpoints rank 0's copy:
-            # every rank evaluates every trace so the rows are the same on all ranks (a resume
-            # on another partition reads the inputs its neurons need), O(N) per learning step
-            self.needed = np.arange(N, dtype=np.int64)
+        self.plastic_out = (maps.pl_indptr, maps.pl_post, maps.pl_slot, net.w_in)
+        self.needed = maps.needed
+        del maps
         # traces: lazily advanced presynaptic r for every gid (O(N) memory, O(spikes) work)
         dt = cfg.simulation.dt
-        tau = np.atleast_1d(np.asarray(tau_plas, dtype=np.float64))
-        self.tau_scalar = tau.size == 1
-        self.a_pre = 1.0 - dt / tau
-        self.inc_pre = 1.0 / tau
-        self.inv_tau_post = (1.0 / tau).astype(np.float64) if tau.size == 1 else (
-            1.0 / tau[net.owned.start : net.owned.stop])
+        self.a_pre, self.inc_pre, self.inv_tau_post = trace_constants(tau_plas, dt, net.owned)
+        self.tau_scalar = self.a_pre.size == 1
         self.r_val = np.zeros(N, dtype=np.float64)
         self.r_step = np.zeros(N, dtype=np.int64)
         self.r_now = np.zeros(N, dtype=np.float64)
@@ -113,8 +75,7 @@ class Simulator:
         self.in_p = np.zeros(n, f32)
         self.last_spike = np.zeros(n, np.float64)
         self.ns = np.zeros(n, np.int32)
-        exc = np.arange(net.owned.start, net.owned.stop) < d.n_exc
-        self.x_bal = np.where(exc, d.x_bal_e, d.x_bal_i).astype(f32)
+        self.x_bal = balanced_drive(net.owned, d)
         self.sigma = np.atleast_1d(np.asarray(sigma, dtype=np.float64))
         self.noise_rng = np.zeros(n, np.uint64)
         # stimulus
@@ -196,7 +157,7 @@ class Simulator:
         z_states = rng.stream_states(seed, rng.V_INIT, gids, trial_key)
         z = draw_normals(z_states)
         if self.cell.model_id >= 0:
-            _builtin_voltages(self.cell.model_id, self.cell.params, z, self.v)
+            builtin_initial_voltages(self.cell.model_id, self.cell.params, z, self.v)
         else:
             init_voltages(self.cell.init_v, self.cell.params, z, self.v)
         self.noise_rng[:] = rng.stream_states(seed, rng.NOISE, gids, trial_key)
@@ -275,44 +236,35 @@ class Simulator:
         return TrialResult(self.ns.copy(), bins, spikes, uavg, u0_std)
 
 
-@njit(cache=True)
-def _builtin_voltages(model_id, params, z, v):  # pragma: no cover - jitted
-    for i in range(v.size):
-        v[i] = builtin_init_v(model_id, params, i, z[i])
+    # ---------------------------------------------------------------- interrupt checkpoints
+    def trial_state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Mid-trial state (per-neuron rows, rank-independent globals) for an interrupt
+        checkpoint."""
+        rows = {f"trial_{k}": getattr(self, k) for k in TRIAL_ROWS}
+        n_groups, n_vars, n_cols = self.roll.shape
+        if n_cols == self.n and n_vars:
+            rows["trial_roll"] = np.ascontiguousarray(
+                self.roll.reshape(n_groups * n_vars, n_cols).T)
+        globs = {
+            "trial_r_val": self.r_val, "trial_r_step": self.r_step,
+            "trial_pending": self.pending[: self.n_pending[0]].copy(),
+            "trial_r_ff": self.r_ff, "trial_spk_ff": self.spk_ff, "trial_ff_rng": self.ff_rng,
+        }
+        return rows, globs
 
-
-TRIAL_ROWS = ("v", "u_bale", "u_bali", "u_plas", "u_bal", "in_e", "in_i", "in_p", "last_spike",
-              "ns", "noise_rng", "ou_s", "ou_rng")
-
-
-def trial_state(sim: Simulator) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Mid-trial state (per-neuron rows, rank-independent globals) for an interrupt checkpoint."""
-    rows = {f"trial_{k}": getattr(sim, k) for k in TRIAL_ROWS}
-    n_groups, n_vars, n_cols = sim.roll.shape
-    if n_cols == sim.n and n_vars:
-        rows["trial_roll"] = np.ascontiguousarray(
-            sim.roll.reshape(n_groups * n_vars, n_cols).T)
-    globs = {
-        "trial_r_val": sim.r_val, "trial_r_step": sim.r_step,
-        "trial_pending": sim.pending[: sim.n_pending[0]].copy(),
-        "trial_r_ff": sim.r_ff, "trial_spk_ff": sim.spk_ff, "trial_ff_rng": sim.ff_rng,
-    }
-    return rows, globs
-
-
-def restore_trial_state(sim: Simulator, rows: dict[str, np.ndarray],
-                        globs: dict[str, np.ndarray]) -> None:
-    """Inverse of :func:`trial_state` (after ``start_trial`` with the same mode and task)."""
-    for k in TRIAL_ROWS:
-        getattr(sim, k)[:] = rows[f"trial_{k}"]
-    if "trial_roll" in rows:
-        n_groups, n_vars, n_cols = sim.roll.shape
-        sim.roll[:] = rows["trial_roll"].T.reshape(n_groups, n_vars, n_cols)
-    sim.r_val[:] = globs["trial_r_val"]
-    sim.r_step[:] = globs["trial_r_step"]
-    pend = globs["trial_pending"]
-    sim.pending[: pend.size] = pend
-    sim.n_pending[0] = pend.size
-    sim.r_ff[:] = globs["trial_r_ff"]
-    sim.spk_ff[:] = globs["trial_spk_ff"]
-    sim.ff_rng[:] = globs["trial_ff_rng"]
+    def restore_trial_state(self, rows: dict[str, np.ndarray],
+                            globs: dict[str, np.ndarray]) -> None:  # fmt: skip
+        """Inverse of :meth:`trial_state` (after ``start_trial`` with the same mode and task)."""
+        for k in TRIAL_ROWS:
+            getattr(self, k)[:] = rows[f"trial_{k}"]
+        if "trial_roll" in rows:
+            n_groups, n_vars, n_cols = self.roll.shape
+            self.roll[:] = rows["trial_roll"].T.reshape(n_groups, n_vars, n_cols)
+        self.r_val[:] = globs["trial_r_val"]
+        self.r_step[:] = globs["trial_r_step"]
+        pend = globs["trial_pending"]
+        self.pending[: pend.size] = pend
+        self.n_pending[0] = pend.size
+        self.r_ff[:] = globs["trial_r_ff"]
+        self.spk_ff[:] = globs["trial_spk_ff"]
+        self.ff_rng[:] = globs["trial_ff_rng"]

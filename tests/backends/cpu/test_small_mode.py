@@ -10,7 +10,7 @@ import pytest
 
 import tsn_mpi
 from tests.conftest import write_tiny
-from tsn_mpi.learn.learner import small_history
+from tsn_mpi.backends.cpu.learner import small_history
 
 
 def _state(run: Path, label: str) -> tuple[np.ndarray, np.ndarray, int]:

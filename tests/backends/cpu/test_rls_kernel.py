@@ -13,7 +13,16 @@ from tests.reference import (
     rls_small_reference,
     rls_update_reference,
 )
-from tsn_mpi.backends.cpu import rls
+from tsn_mpi.backends.cpu.float16 import float_to_half, half_to_float
+from tsn_mpi.backends.cpu.rls_fast import rls_fast, rls_fast_full
+from tsn_mpi.backends.cpu.rls_small import (
+    _small_gain_direct,
+    _small_gain_woodbury,
+    _small_gather,
+    push_history,
+    rls_small,
+    use_woodbury,
+)
 from tsn_mpi.learn.initial_p import initial_p_rows
 from tsn_mpi.learn.packed import TILE_W, rows_to_tiles, symmetrize_full_rows, tiles_to_rows
 from tsn_mpi.learn.packed import unpack_rows as unpack
@@ -52,7 +61,7 @@ def p_full(tiles, n_owned, n, storage):
 
 
 def kernel(storage):
-    return rls.rls_fast if storage == "packed" else rls.rls_fast_full
+    return rls_fast if storage == "packed" else rls_fast_full
 
 
 def traces(rng, n_ff):
@@ -131,8 +140,8 @@ def test_rls_identity(dtype):
     for _ in range(6):
         r, x_ff = traces(rng, n_ff)
         r, x_ff = r.astype(dtype).astype(np.float64), x_ff.astype(dtype).astype(np.float64)
-        rls.rls_fast(P, pre, prob["w"], r, x_ff, prob["w_ff"], prob["u_bal"], prob["target"],
-                     False, False, bad)  # fmt: skip
+        rls_fast(P, pre, prob["w"], r, x_ff, prob["w_ff"], prob["u_bal"], prob["target"],
+                 False, False, bad)  # fmt: skip
         X = gather_x_reference(pre, r, x_ff)
         A += X[:, :, None] * X[:, None, :]
     got = p_full(P, pre.shape[0], pre.shape[1] + n_ff, "packed")
@@ -187,7 +196,7 @@ def _run_shifted(shift, n_threads, dtype):
     try:
         for _ in range(3):
             r, x_ff = traces(rng, n_ff)
-            rls.rls_fast(P, pre, w, r, x_ff, w_ff, u_bal, target, False, True, bad)
+            rls_fast(P, pre, w, r, x_ff, w_ff, u_bal, target, False, True, bad)
     finally:
         numba.set_num_threads(old)
     return tiles_to_rows(P, pre.shape[0])[shift:], w[shift:], w_ff[shift:]
@@ -205,7 +214,7 @@ def test_bitwise_independent_of_lane_and_threads(dtype):
 def test_half_conversions_match_numpy():
     halves = np.arange(1 << 16, dtype=np.uint16)
     as_f32 = halves.view(np.float16).astype(np.float32)
-    got = np.array([rls.half_to_float(h) for h in halves[::7]], np.float32)
+    got = np.array([half_to_float(h) for h in halves[::7]], np.float32)
     want = as_f32[::7]
     nan = np.isnan(want)  # (Python floats quiet signalling NaNs: compare NaNs as NaN)
     np.testing.assert_array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))
@@ -220,11 +229,11 @@ def test_half_conversions_match_numpy():
         np.array([np.inf, -np.inf, 7e4, -7e4, 65519.0, 65520.0, 1e-9, 2.0**-25, 0.0, -0.0]),
     ]).astype(np.float32)  # fmt: skip
     xs = xs[:: max(1, xs.size // 6000)]
-    got = np.array([rls.float_to_half(x) for x in xs], np.uint16)
+    got = np.array([float_to_half(x) for x in xs], np.uint16)
     with np.errstate(over="ignore"):
         want = xs.astype(np.float16).view(np.uint16)
     np.testing.assert_array_equal(got, want)
-    assert np.isnan(np.uint16(rls.float_to_half(np.float32(np.nan))).view(np.float16))
+    assert np.isnan(np.uint16(float_to_half(np.float32(np.nan))).view(np.float16))
 
 
 def test_float16_storage_accuracy():
@@ -238,10 +247,10 @@ def test_float16_storage_accuracy():
     bad = np.zeros(pre.shape[0], np.uint8)
     for _ in range(4):
         r, x_ff = traces(rng, n_ff)
-        rls.rls_fast(P32, pre, w32, r, x_ff, wff32, prob["u_bal"], prob["target"], False, True,
-                     bad)  # fmt: skip
-        assert rls.rls_fast(P16, pre, w16, r, x_ff, wff16, prob["u_bal"], prob["target"], False,
-                            True, bad) == 0  # fmt: skip
+        rls_fast(P32, pre, w32, r, x_ff, wff32, prob["u_bal"], prob["target"], False, True,
+                 bad)  # fmt: skip
+        assert rls_fast(P16, pre, w16, r, x_ff, wff16, prob["u_bal"], prob["target"], False,
+                        True, bad) == 0  # fmt: skip
     p16 = P16.view(np.float16).astype(np.float32)
     scale = np.abs(P32).max()
     assert np.abs(p16 - P32).max() / scale < 3e-3
@@ -258,9 +267,9 @@ def test_fast_rejects_wrong_shapes():
             prob["target"], False, True, bad)  # fmt: skip
     P = p0_tiles(prob, 0, np.float64, "packed")
     with pytest.raises(ValueError):
-        rls.rls_fast_full(P, *args)
+        rls_fast_full(P, *args)
     with pytest.raises(ValueError):
-        rls.rls_fast(np.ascontiguousarray(P[:1]), *args)
+        rls_fast(np.ascontiguousarray(P[:1]), *args)
     assert TILE_W == P.shape[2]
 
 
@@ -271,7 +280,7 @@ def test_small_matches_reference(n_ff, textbook, H):
     """H = 4 < n solves by Woodbury, H = 12 >= n by a dense Cholesky (once the history is full)."""
     prob = make_problem(n_owned=37, m=8, n_ff=n_ff, seed=30 + n_ff)
     pre, rng = prob["pre"], prob["rng"]
-    assert rls.use_woodbury(H, n_ff + 8) == (H == 4)
+    assert use_woodbury(H, n_ff + 8) == (H == 4)
     hist = np.zeros((H, n_ff + N_GLOBAL))
     count = 0
     w, w_ff = prob["w"].copy(), prob["w_ff"].copy()
@@ -282,12 +291,12 @@ def test_small_matches_reference(n_ff, textbook, H):
             pre, w, r, x_ff, w_ff, prob["u_bal"], prob["target"], hist, min(count, H),
             0.8, 1.3, 0.01, textbook, True,
         )  # fmt: skip
-        nb = rls.rls_small(pre, w, r, x_ff, w_ff, prob["u_bal"], prob["target"], hist,
-                           min(count, H), 0.8, 1.3, 0.01, textbook, True, bad)  # fmt: skip
+        nb = rls_small(pre, w, r, x_ff, w_ff, prob["u_bal"], prob["target"], hist,
+                       min(count, H), 0.8, 1.3, 0.01, textbook, True, bad)  # fmt: skip
         assert nb == 0 and not bad.any()
         np.testing.assert_allclose(w, w_ref, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(w_ff, wff_ref, rtol=1e-5, atol=1e-5)
-        count = rls.push_history(hist, x_ff, r, count)
+        count = push_history(hist, x_ff, r, count)
         assert count == step + 1
         np.testing.assert_array_equal(hist[step % H], np.concatenate([x_ff, r]))
     np.testing.assert_array_equal(w[pre < 0], 0.0)
@@ -318,10 +327,10 @@ def test_small_woodbury_equals_direct(n_ff, hist_len):
                                       False)  # fmt: skip
     rows, scales = np.arange(hist_len, dtype=np.int64), np.ones(hist_len)
     for lid in range(pre.shape[0]):
-        rls._small_gather(lid, pre, w, r, x_ff, x, grp)
+        _small_gather(lid, pre, w, r, x_ff, x, grp)
         args = (lid, pre, hist, rows, scales, 0.8, 1.3, 0.05, x, grp)
-        assert rls._small_gain_woodbury(*args, k_w, G, M, S)
-        assert rls._small_gain_direct(*args, k_d, A, g)
+        assert _small_gain_woodbury(*args, k_w, G, M, S)
+        assert _small_gain_direct(*args, k_d, A, g)
         np.testing.assert_allclose(k_w, k_d, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(k_w, k_ref[lid], rtol=1e-12, atol=1e-14)
         assert not k_w[n_ff:][pre[lid] < 0].any()
@@ -347,19 +356,19 @@ def test_small_mean_row_matches_reference(n_ff, H):
             pre, w, r, x_ff, w_ff, prob["u_bal"], prob["target"], ext, hl + (count > 0),
             0.8, 1.3, 0.01, False, True,
         )  # fmt: skip
-        nb = rls.rls_small(pre, w, r, x_ff, w_ff, prob["u_bal"], prob["target"], hist, hl,
-                           0.8, 1.3, 0.01, False, True, bad, mean_row=H,
-                           mean_weight=count)  # fmt: skip
+        nb = rls_small(pre, w, r, x_ff, w_ff, prob["u_bal"], prob["target"], hist, hl,
+                       0.8, 1.3, 0.01, False, True, bad, mean_row=H,
+                       mean_weight=count)  # fmt: skip
         assert nb == 0
         np.testing.assert_allclose(w, w_ref, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(w_ff, wff_ref, rtol=1e-5, atol=1e-5)
-        count = rls.push_history(hist, x_ff, r, count, mean=True)
+        count = push_history(hist, x_ff, r, count, mean=True)
         pushed.append(np.concatenate([x_ff, r]))
         np.testing.assert_allclose(hist[H], np.mean(pushed, axis=0), rtol=1e-12, atol=1e-15)
         np.testing.assert_array_equal(hist[step % H], pushed[-1])
     with pytest.raises(ValueError):
-        rls.rls_small(pre, w, r, x_ff, w_ff, prob["u_bal"], prob["target"], hist, H, 0.8, 1.3,
-                      0.01, False, True, bad, mean_row=H - 1, mean_weight=1.0)  # fmt: skip
+        rls_small(pre, w, r, x_ff, w_ff, prob["u_bal"], prob["target"], hist, H, 0.8, 1.3,
+                  0.01, False, True, bad, mean_row=H - 1, mean_weight=1.0)  # fmt: skip
 
 
 def test_small_benchmark_mode_and_bad():
@@ -369,13 +378,13 @@ def test_small_benchmark_mode_and_bad():
     r = prob["rng"].random(N_GLOBAL)
     w, w_ff = prob["w"].copy(), prob["w_ff"].copy()
     bad = np.zeros(pre.shape[0], np.uint8)
-    assert rls.rls_small(pre, w, r, np.zeros(0), w_ff, prob["u_bal"], prob["target"], hist, 0,
-                         0.8, 1.0, 0.01, False, False, bad) == 0  # fmt: skip
+    assert rls_small(pre, w, r, np.zeros(0), w_ff, prob["u_bal"], prob["target"], hist, 0,
+                     0.8, 1.0, 0.01, False, False, bad) == 0  # fmt: skip
     np.testing.assert_array_equal(w, prob["w"])
     r[pre[3, 0]] = np.inf
     readers = (pre == pre[3, 0]).any(axis=1)
-    nb = rls.rls_small(pre, w, r, np.zeros(0), w_ff, prob["u_bal"], prob["target"], hist, 0,
-                       0.8, 1.0, 0.01, False, True, bad)  # fmt: skip
+    nb = rls_small(pre, w, r, np.zeros(0), w_ff, prob["u_bal"], prob["target"], hist, 0,
+                   0.8, 1.0, 0.01, False, True, bad)  # fmt: skip
     assert nb == readers.sum()
     np.testing.assert_array_equal(bad, readers)
     np.testing.assert_array_equal(w[readers], prob["w"][readers])
@@ -396,8 +405,8 @@ def test_many_tiles_per_chunk_match_single_tiles():
         rows = initial_p_rows(part["w"], part["pre"] >= 0, n_ff, 0.8, 1.3, 0.01)
         P = rows_to_tiles(rows, dtype=np.float32)
         bad = np.zeros(hi - lo, np.uint8)
-        rls.rls_fast(P, part["pre"], part["w"], r, x_ff, part["w_ff"], part["u_bal"],
-                     part["target"], False, True, bad)  # fmt: skip
+        rls_fast(P, part["pre"], part["w"], r, x_ff, part["w_ff"], part["u_bal"],
+                 part["target"], False, True, bad)  # fmt: skip
         return tiles_to_rows(P, hi - lo), part["w"], part["w_ff"]
 
     whole = run(0, n_owned)

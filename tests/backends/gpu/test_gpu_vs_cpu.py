@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.gpu import build, copy_net, host, start_loop, train_loop
+from tests.backends.gpu import build, copy_net, host, start_loop, train_loop
 from tsn_mpi.backends.gpu.device import gpu_available, require_gpu
 from tsn_mpi.comm import SerialComm
 from tsn_mpi.errors import LaunchError
@@ -47,12 +47,12 @@ def test_select_device_binds_a_gpu():
 
 
 def _sims(extra=None, exact=True, **kw):
+    from tsn_mpi.backends.cpu.simulator import CpuSimulator
     from tsn_mpi.backends.gpu import GpuSimulator
-    from tsn_mpi.simulate.simulator import Simulator
 
     cfg, d, net, cell, tau, sig = build(extra, exact=exact, base=SMALL)
     cn, gn = copy_net(net), copy_net(net)
-    cpu = Simulator(cfg, d, cn, cell, SerialComm(), tau, sig)
+    cpu = CpuSimulator(cfg, d, cn, cell, SerialComm(), tau, sig)
     gpu = GpuSimulator(cfg, d, gn, cell, SerialComm(), tau, sig, **kw)
     return cfg, d, net, cn, gn, cpu, gpu
 
@@ -88,15 +88,15 @@ def test_same_spikes_without_learning(path):
 )
 def test_rls_kernel_follows_cpu_learner(precision, kernel):
     """Both learners get the CPU simulator's traces for two loops: same weights and P."""
+    from tsn_mpi.backends.cpu.learner import CpuLearner
+    from tsn_mpi.backends.cpu.simulator import CpuSimulator
     from tsn_mpi.backends.gpu import GpuLearner
-    from tsn_mpi.learn.learner import Learner
-    from tsn_mpi.simulate.simulator import Simulator
 
     extra = {"learning": {"p_precision": precision}, "plastic": {"l_ff": 2, "w_ff": 0.3}}
     cfg, d, net, cell, tau, sig = build(extra, base=SMALL)
     cn, gn = copy_net(net), copy_net(net)
-    sim = Simulator(cfg, d, cn, cell, SerialComm(), tau, sig)
-    cl, gl = Learner(cfg, d, cn), GpuLearner(cfg, d, gn, kernel=kernel)
+    sim = CpuSimulator(cfg, d, cn, cell, SerialComm(), tau, sig)
+    cl, gl = CpuLearner(cfg, d, cn), GpuLearner(cfg, d, gn, kernel=kernel)
     assert np.array_equal(cl.p_rows(), gl.p_rows())
     for loop in (1, 2):
         start_loop(sim, cn, d, loop)
@@ -125,12 +125,12 @@ def test_rls_kernel_follows_cpu_learner(precision, kernel):
 @needs_gpu
 @pytest.mark.parametrize("path", ["fused", "steps"])
 def test_training_two_loops_like_cpu(path):
+    from tsn_mpi.backends.cpu.learner import CpuLearner
     from tsn_mpi.backends.gpu import GpuLearner
     from tsn_mpi.learn.correlation import mean_correlation, pearson_per_neuron
-    from tsn_mpi.learn.learner import Learner
 
     cfg, d, net, cn, gn, cpu, gpu = _sims(exact=False, fused=path == "fused")
-    cl, gl = Learner(cfg, d, cn), GpuLearner(cfg, d, gn)
+    cl, gl = CpuLearner(cfg, d, cn), GpuLearner(cfg, d, gn)
     cors = {}
     for name, sim, lrn, nt in (("cpu", cpu, cl, cn), ("gpu", gpu, gl, gn)):
         for loop in (1, 2):
@@ -157,13 +157,13 @@ def test_glif_spikes_like_cpu(k):
     contraction may flip a rare threshold crossing)."""
     import copy
 
+    from tsn_mpi.backends.cpu.simulator import CpuSimulator
     from tsn_mpi.backends.gpu import GpuSimulator
-    from tsn_mpi.simulate.simulator import Simulator
 
     extra = {"neuron": {"noise_sigma": 0.3, "model": f"tsn_mpi.models.glif:glif{k}"}}
     cfg, d, net, cell, tau, sig = build(extra, exact=True, base=SMALL)
     gcell = copy.deepcopy(cell)
-    cpu = Simulator(cfg, d, copy_net(net), cell, SerialComm(), tau, sig)
+    cpu = CpuSimulator(cfg, d, copy_net(net), cell, SerialComm(), tau, sig)
     gpu = GpuSimulator(cfg, d, copy_net(net), gcell, SerialComm(), tau, sig)
     for s in (cpu, gpu):
         s.start_trial("test", 3, 0, np.arange(16), ("utotal",))

@@ -1,4 +1,4 @@
-"""The per-rank RLS learner: owns P (or the small-mode history) and applies updates.
+"""The CPU learner of a rank: owns P (or the small-mode history) and applies RLS updates.
 
 P lives in memory as AoSoA tiles (n_tiles, L, TILE_W) so the numba kernel streams 32 neurons'
 matrices side by side; files hold one row per neuron (``p_rows``/``from_rows``).
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tsn_mpi.backends.cpu import rls
+from tsn_mpi.backends.cpu.rls_fast import rls_fast, rls_fast_full
+from tsn_mpi.backends.cpu.rls_small import push_history, rls_small
 from tsn_mpi.errors import ConfigError
 from tsn_mpi.io.rows import LazyRows
 from tsn_mpi.learn.initial_p import initial_p_rows
@@ -29,7 +30,7 @@ def small_history(
     window: int, width: int, mean: bool, history: np.ndarray | None = None
 ) -> np.ndarray:
     """Small mode's trace history (float64): ``window`` rows of [x_ff; r], then, if ``mean``,
-    the running mean of every trace vector seen (see ``rls.push_history``); zeros, or a copy
+    the running mean of every trace vector seen (see ``rls_small.push_history``); zeros, or a copy
     of ``history`` from a checkpoint, whose shape must match."""
     shape = (window + int(mean), width)
     if history is None:
@@ -42,7 +43,7 @@ def small_history(
     return np.array(history, dtype=np.float64, order="C")
 
 
-class Learner:
+class CpuLearner:
     """RLS state of the owned neurons (spec §4) and the update at each learning step."""
 
     def __init__(
@@ -122,7 +123,7 @@ class Learner:
         if self.mode == "fast" and self.P is None:
             raise ConfigError(integer_p_message(self.precision))
         if self.mode == "fast":
-            kernel = rls.rls_fast if self.storage == "packed" else rls.rls_fast_full
+            kernel = rls_fast if self.storage == "packed" else rls_fast_full
             return int(
                 kernel(
                     self.P,
@@ -139,7 +140,7 @@ class Learner:
                 )
             )
         window = self.hist.shape[0] - self.hist_mean  # the last row is the running mean
-        nbad = rls.rls_small(
+        nbad = rls_small(
             net.pl_pre,
             net.w_in,
             r_now,
@@ -158,13 +159,17 @@ class Learner:
             mean_row=window if self.hist_mean else -1,
             mean_weight=float(self.hist_count) if self.hist_mean else 0.0,
         )
-        self.hist_count = rls.push_history(
+        self.hist_count = push_history(
             self.hist, x_ff, r_now, self.hist_count, mean=self.hist_mean
         )
         return int(nbad)
 
     def bad_lids(self) -> np.ndarray:
         return np.nonzero(self.bad)[0]
+
+    def sync_to_host(self) -> None:
+        """Nothing to do: the CPU learner updates ``net.w_in`` / ``net.w_ff`` in place (the GPU
+        learner copies its device weights back here before checkpoints)."""
 
     def nbytes(self) -> int:
         return 0 if self.P is None else int(self.P.nbytes)

@@ -64,11 +64,13 @@ def test_resume_on_another_rank_count_is_bitwise_identical(base, tmp_path):
         assert np.array_equal(a, b)
 
 
-def _popen(args, env_extra=None):
-    env = mpi_env()
-    env.update(env_extra or {})
-    return subprocess.Popen([sys.executable, "-m", "tsn_mpi", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+def _popen(args, pause_writes: float = 0.0):
+    """``tsn-mpi args`` in the background; ``pause_writes``: HDF5 writers sleep that long
+    before their 'complete' mark (tests/mpi/pause_writes.py)."""
+    pre = ["-m", "tsn_mpi"] if not pause_writes else [
+        str(ROOT / "tests" / "mpi" / "pause_writes.py"), str(pause_writes)]
+    return subprocess.Popen([sys.executable, *pre, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=mpi_env(), cwd=ROOT)
 
 
 def test_sigkill_while_writing_a_checkpoint_leaves_the_previous_one(base, tmp_path):
@@ -76,7 +78,7 @@ def test_sigkill_while_writing_a_checkpoint_leaves_the_previous_one(base, tmp_pa
     shutil.copytree(base, ref)
     shutil.copytree(base, run)
     assert cli("train", str(ref), "--nloops", "1").returncode == 0
-    p = _popen(["train", str(run), "--nloops", "1"], {"TSN_MPI_H5_TEST_SLEEP": "30"})
+    p = _popen(["train", str(run), "--nloops", "1"], pause_writes=30)
     deadline = time.monotonic() + 120
     ckdir = run / "checkpoints"
     while time.monotonic() < deadline:  # wait until the writer sits inside the checkpoint

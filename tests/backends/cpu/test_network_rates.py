@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tsn_mpi.backends.cpu.simulator import CpuSimulator
 from tsn_mpi.comm import SerialComm
 from tsn_mpi.config import default_config, derive
 from tsn_mpi.models.lif import lif
@@ -13,7 +14,6 @@ from tsn_mpi.network.build import Network, build_static
 from tsn_mpi.network.context import PluginContext
 from tsn_mpi.network.stimulus import OnlineOU
 from tsn_mpi.partition import partition
-from tsn_mpi.simulate.simulator import Simulator
 
 
 def _network(d, st, by_pop) -> Network:
@@ -27,7 +27,7 @@ def _network(d, st, by_pop) -> Network:
 
 def _init_trial(cfg, d, ctx, st, by_pop, n_steps):
     net = _network(d, st, by_pop)
-    sim = Simulator(cfg, d, net, lif(ctx), SerialComm(), cfg.neuron.tau_plas, 0.0)
+    sim = CpuSimulator(cfg, d, net, lif(ctx), SerialComm(), cfg.neuron.tau_plas, 0.0)
     sim.start_trial("init", 0, 0)
     for a in range(1, n_steps + 1, 1000):
         sim.advance(a, a + 999)
@@ -70,7 +70,7 @@ def test_default_network_spontaneous_rates():
 def test_exchange_buffer_is_sized_by_the_largest_rank():
     """MPI_Allgather needs the same count on every rank: a work-balanced partition gives ranks
     different neuron counts, so the buffer follows the largest one (agreed by allreduce)."""
-    from tsn_mpi.simulate.simulator import exchange_capacity
+    from tsn_mpi.simulate.trial import exchange_capacity
 
     class TwoRankView(SerialComm):
         size = 2
@@ -81,6 +81,6 @@ def test_exchange_buffer_is_sized_by_the_largest_rank():
     cfg, d, ctx, st, by_pop = _default()
     n = d.n_cells
     net = _network(d, st, by_pop)
-    sim = Simulator(cfg, d, net, lif(ctx), TwoRankView(), cfg.neuron.tau_plas, 0.0)
+    sim = CpuSimulator(cfg, d, net, lif(ctx), TwoRankView(), cfg.neuron.tau_plas, 0.0)
     assert sim.cap[0] == exchange_capacity(12_000, cfg.simulation.dt) > exchange_capacity(n, 0.1)
     assert sim.recv.size == (sim.cap[0] + 1) * 2

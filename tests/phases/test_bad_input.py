@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -599,11 +598,8 @@ def test_bad_input_two_ranks(case_id: str, inited: Path, tmp_path: Path):
     case = BY_ID[case_id]
     run = prepare(case, inited, tmp_path)
     before = snapshot(run)
-    t0 = time.monotonic()
-    r = run_mpi(2, [*TSN, *command(case, run)], timeout=60)
-    elapsed = time.monotonic() - t0
+    r = run_mpi(2, [*TSN, *command(case, run)], timeout=45)  # no rank may hang
     assert r.returncode == 2, (r.returncode, r.stderr)
-    assert elapsed < 30, elapsed
     line = check_message(case, r.stderr)  # one line: printed once, no MPI_Abort banner
     assert r.stderr.count(line) == 1
     check_unchanged(before, run)

@@ -6,16 +6,17 @@ from pathlib import Path
 
 import numpy as np
 
+from tsn_mpi.backends.cpu.simulator import CpuSimulator
 from tsn_mpi.comm import SerialComm
 from tsn_mpi.config import derive, from_dict
 from tsn_mpi.models.lif import lif
 from tsn_mpi.network.build import Network, build_plastic
 from tsn_mpi.network.context import PluginContext
 from tsn_mpi.network.stimulus import OnlineOU
-from tsn_mpi.simulate.simulator import Simulator
 
 
-def _sim(mode: str, owned: range, n: int = 400, stim=None, extra: dict | None = None) -> Simulator:
+def _sim(mode: str, owned: range, n: int = 400, stim=None,
+         extra: dict | None = None) -> CpuSimulator:
     cfg = from_dict({"network": {"n_cells": n, "p_ee": 0.1}, "learning": {"mode": mode},
                      **(extra or {})})  # fmt: skip
     d = derive(cfg)
@@ -28,7 +29,7 @@ def _sim(mode: str, owned: range, n: int = 400, stim=None, extra: dict | None = 
     net = Network(n, owned, *no_static, pl_pre, w_in, w_ff,
                   np.zeros((1, d.n_learn, k), np.float32), stim,
                   np.zeros((d.n_steps - d.stim_off_step, 0)), st_by_population=True)
-    return Simulator(cfg, d, net, lif(ctx), SerialComm(), cfg.neuron.tau_plas, 0.0)
+    return CpuSimulator(cfg, d, net, lif(ctx), SerialComm(), cfg.neuron.tau_plas, 0.0)
 
 
 def test_small_mode_evaluates_every_trace_so_history_rows_are_rank_independent():

@@ -1,14 +1,14 @@
 """The CUDA simulator as our GPU tests use it: its thread-safety fixes, its serial schedule, and
 shared-memory race checks of the RLS kernels (tsn_mpi/backends/gpu/cudasim_fixes.py,
-tests/gpu/sim_racecheck.py).  Each test runs a script under ``NUMBA_ENABLE_CUDASIM=1``."""
+tests/backends/gpu/sim_racecheck.py).  Each test runs a script under ``NUMBA_ENABLE_CUDASIM=1``."""
 
 from __future__ import annotations
 
-from tests.gpu.test_kernels_sim import run_script
+from tests.backends.gpu.test_kernels_sim import run_script
 
 RACY_KERNELS = """
     from numba import cuda
-    from tests.gpu import sim_racecheck
+    from tests.backends.gpu import sim_racecheck
 
     hazards = sim_racecheck.install()
     N = 64
@@ -83,8 +83,8 @@ def test_rls_kernels_have_no_shared_memory_hazards():
     race checker without a hazard, and still agrees with the CPU kernel."""
     run_script("""
         from numba import cuda
-        from tests.gpu import sim_racecheck
-        from tsn_mpi.backends.cpu import rls
+        from tests.backends.gpu import sim_racecheck
+        from tsn_mpi.backends.cpu.rls_fast import rls_fast
         from tsn_mpi.backends.gpu import rls as R
         from tsn_mpi.learn.initial_p import initial_p_rows
         from tsn_mpi.learn.packed import rows_to_tiles, tiles_to_rows
@@ -117,7 +117,7 @@ def test_rls_kernels_have_no_shared_memory_hazards():
             badd, nbad = d(np.zeros(n_owned, np.uint8)), d(np.zeros(1, np.int32))
             launch = R.rls_launch(n_ff, m, dt, kind, unroll)
             for q in range(2):
-                rls.rls_fast(Pc, pre, wc, rs[q], xs[q], wffc, ub, tg, 0, 1, badc)
+                rls_fast(Pc, pre, wc, rs[q], xs[q], wffc, ub, tg, 0, 1, badc)
                 nbad.copy_to_device(np.zeros(1, np.int32))
                 launch(n_owned, Pd, d(pre), wd, d(rs[q]), d(xs[q]), wffd, d(ub), d(tg), scale,
                        0, 1, badd, nbad)

@@ -1,4 +1,4 @@
-"""One HDF5 file written by all ranks together; read back by any rank, at any rank count.
+"""One HDF5 file written by all ranks together (read back by :mod:`tsn_mpi.io.h5_read`).
 
 Per-neuron datasets have the global neuron id on axis 0; rank r writes its owned rows
 ``[start_r, stop_r)``.  Ragged per-neuron lists are CSR: ``<group>/indptr`` (n_global + 1, int64,
@@ -14,19 +14,16 @@ Write strategies (:func:`strategy`), chosen by name:
 Every file is written under a temporary name, fsynced, marked ``complete = True`` last, and
 renamed onto its target (``tsn_mpi.io.atomic``); readers refuse files without that mark.
 
-Environment: ``TSN_MPI_H5=turns`` forces rank-by-rank writes, ``TSN_MPI_H5=mpio`` demands the
-collective driver.  Test hooks: ``TSN_MPI_H5_TEST_SLEEP=<s>`` sleeps after the data is written
-and before ``complete`` is set (tests kill the writer there); ``TSN_MPI_H5_IO_BYTES=<n>`` caps
-the bytes of one write call (default 1 GiB; tests set it small to exercise the splitting).
+The config key ``run.h5_writes`` ('turns' forces rank-by-rank writes, 'mpio' demands the
+collective driver) reaches this module through :func:`set_strategy`, which every phase calls
+when it opens its run.  ``MAX_IO_BYTES`` caps the bytes of one write call (1 GiB; tests lower
+it to exercise the splitting).
 """
 
 from __future__ import annotations
 
 import io
 import math
-import os
-import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,15 +34,25 @@ from numpy.typing import NDArray
 
 from tsn_mpi import errors
 from tsn_mpi.comm.base import Comm
-from tsn_mpi.errors import CheckpointError, DataFileError, LaunchError
+from tsn_mpi.errors import LaunchError
 from tsn_mpi.io import atomic
+from tsn_mpi.io.h5_read import COMPLETE
 from tsn_mpi.io.rows import LazyRows
 
-COMPLETE = "complete"
-ENV_STRATEGY = "TSN_MPI_H5"
-ENV_TEST_SLEEP = "TSN_MPI_H5_TEST_SLEEP"
-ENV_IO_BYTES = "TSN_MPI_H5_IO_BYTES"
+STRATEGY_KEY = "run.h5_writes"
+STRATEGIES = ("auto", "turns", "mpio")
 MAX_IO_BYTES = 1 << 30  # no single (MPI-IO) write call larger than this
+_forced = "auto"  # set_strategy(): the run's run.h5_writes
+
+
+def set_strategy(name: str) -> None:
+    """Use ``name`` ('auto', 'turns' or 'mpio': config key ``run.h5_writes``) for the files
+    this process writes from now on."""
+    global _forced
+    if name not in STRATEGIES:
+        raise LaunchError(f"{STRATEGY_KEY} = {name!r}: expected 'auto', 'turns' or 'mpio'")
+    _forced = name
+
 
 
 def h5py_has_mpi() -> bool:
@@ -57,15 +64,13 @@ def strategy(comm: Comm) -> str:
     """How a file is written with ``comm``: "serial", "mpio" or "turns" (module docstring)."""
     if comm.size == 1:
         return "serial"
-    forced = os.environ.get(ENV_STRATEGY, "auto").strip().lower() or "auto"
-    if forced not in ("auto", "turns", "mpio"):
-        raise LaunchError(f"{ENV_STRATEGY}={forced!r}: expected 'auto', 'turns' or 'mpio'")
+    forced = _forced
     if forced == "turns":
         return "turns"
     mpio = getattr(comm, "kind", "") == "mpi" and h5py_has_mpi()
     if forced == "mpio" and not mpio:
         raise LaunchError(
-            f"{ENV_STRATEGY}=mpio but this h5py ({h5py.__version__}) has no MPI: build one "
+            f"{STRATEGY_KEY} = 'mpio' but this h5py ({h5py.__version__}) has no MPI: build one "
             "with launch/install-parallel-hdf5.sh"
         )
     return "mpio" if mpio else "turns"
@@ -74,7 +79,7 @@ def strategy(comm: Comm) -> str:
 def describe() -> dict[str, Any]:
     """Versions and the write strategy a multi-rank run would use (for ``tsn-mpi info``)."""
     mpi = h5py_has_mpi()
-    forced = os.environ.get(ENV_STRATEGY, "auto").strip().lower() or "auto"
+    forced = _forced
     return {
         "h5py": h5py.__version__,
         "hdf5": h5py.version.hdf5_version,
@@ -85,7 +90,7 @@ def describe() -> dict[str, Any]:
 
 
 def _io_bytes() -> int:
-    return int(os.environ.get(ENV_IO_BYTES, MAX_IO_BYTES))
+    return int(MAX_IO_BYTES)
 
 
 def _remote_error(rank: int, tname: str, msg: str) -> Exception:
@@ -353,13 +358,6 @@ class Writer:
             f.attrs[key] = val
         f.attrs[COMPLETE] = True  # the last thing written
 
-    def _test_pause(self) -> None:
-        delay = float(os.environ.get(ENV_TEST_SLEEP, "0") or 0)
-        if delay > 0:
-            print(f"{ENV_TEST_SLEEP}: {self.tmp} written, sleeping {delay} s", file=sys.stderr)
-            sys.stderr.flush()
-            time.sleep(delay)
-
     def _run_plan(self) -> None:
         with h5py.File(self.tmp, "r+", locking=False) as f:
             for name, row0, arr in self._plan:
@@ -373,7 +371,6 @@ class Writer:
         comm, rank, f = self.comm, self.comm.rank, self._file
         if self.strategy == "mpio":
             f.flush()
-            self._test_pause()
             if rank == 0:
                 atomic.fsync_file(self.tmp)
             self._write_attrs_and_complete(f)
@@ -399,7 +396,6 @@ class Writer:
         if rank == 0:
             try:
                 if self.strategy != "mpio":
-                    self._test_pause()
                     with h5py.File(self.tmp, "r+", locking=False) as f0:
                         self._write_attrs_and_complete(f0)
                 atomic.fsync_file(self.tmp)
@@ -459,109 +455,3 @@ def create(path: str | Path, comm: Comm | None = None, attrs: Mapping[str, Any] 
         w._cleanup()
         raise
     return w
-
-
-# -- reading ---------------------------------------------------------------------------------
-def _error_class(what: str) -> type[errors.TsnError]:
-    return CheckpointError if "checkpoint" in what else DataFileError
-
-
-def _open_ro(path: str | Path) -> h5py.File:
-    """Open read-only without HDF5 file locks (several ranks read at once; some parallel file
-    systems refuse locks).  HDF5 refuses a second handle with other lock flags in the same
-    process, so a file already opened elsewhere with plain ``h5py.File`` is reopened so too."""
-    try:
-        return h5py.File(path, "r", locking=False)
-    except OSError as e:
-        if "locking flag" not in str(e):
-            raise
-        return h5py.File(path, "r")
-
-
-def is_complete(path: str | Path) -> bool:
-    """True when ``path`` is an HDF5 file whose writer finished (``complete = True``)."""
-    try:
-        with _open_ro(path) as f:
-            return bool(f.attrs.get(COMPLETE, False))
-    except (OSError, ValueError):
-        return False
-
-
-def open_read(path: str | Path, what: str = "checkpoint") -> h5py.File:
-    """Open a finished file read-only (serial h5py; several ranks may read at once).
-
-    Raises CheckpointError (``what`` mentions "checkpoint") or DataFileError with a one-line
-    message naming the file when it is missing, not HDF5, or not marked complete.
-    """
-    path = Path(path)
-    cls = _error_class(what)
-    if not path.is_file():
-        raise cls(f"{what} {path}: no such file")
-    if not h5py.is_hdf5(path):
-        raise cls(f"{what} {path} is not an HDF5 file")
-    try:
-        f = _open_ro(path)
-    except OSError as e:
-        raise cls(f"{what} {path} cannot be opened: {str(e).splitlines()[0]}") from None
-    if not f.attrs.get(COMPLETE, False):
-        f.close()
-        raise cls(f"{what} {path} is incomplete (no '{COMPLETE}' mark; its writer was stopped)")
-    return f
-
-
-def _dataset(f: h5py.File, name: str) -> h5py.Dataset:
-    obj = f.get(name)
-    if not isinstance(obj, h5py.Dataset):
-        raise DataFileError(f"{f.filename}: no dataset '{name}'")
-    return obj
-
-
-def _check_rows(f: h5py.File, name: str, rows: range, n: int) -> None:
-    if rows.step != 1 or not 0 <= rows.start <= rows.stop <= n:
-        raise DataFileError(
-            f"{f.filename}: rows {rows.start}:{rows.stop}:{rows.step} out of range for '{name}' "
-            f"({n} rows)"
-        )
-
-
-def read_rows(f: h5py.File, name: str, rows: range) -> NDArray:
-    """Rows ``rows`` (a contiguous range of gids) of dataset ``name``."""
-    d = _dataset(f, name)
-    _check_rows(f, name, rows, d.shape[0] if d.ndim else 0)
-    out = np.empty((len(rows), *d.shape[1:]), dtype=d.dtype)
-    if len(rows) and out.size:
-        d.read_direct(out, np.s_[rows.start : rows.stop])
-    return out
-
-
-def read_csr(f: h5py.File, group: str, rows: range) -> tuple[NDArray[np.int64], dict[str, NDArray]]:
-    """Rows ``rows`` of a CSR group: (indptr from 0, {value name: entries of those rows})."""
-    ptr_d = _dataset(f, f"{group}/indptr")
-    _check_rows(f, f"{group}/indptr", rows, ptr_d.shape[0] - 1)
-    ptr = ptr_d[rows.start : rows.stop + 1].astype(np.int64)
-    lo, hi = int(ptr[0]), int(ptr[-1])
-    values = {}
-    for key in f[group]:
-        if key != "indptr":
-            d = _dataset(f, f"{group}/{key}")
-            out = np.empty((hi - lo, *d.shape[1:]), dtype=d.dtype)
-            if out.size:
-                d.read_direct(out, np.s_[lo:hi])
-            values[key] = out
-    return ptr - lo, values
-
-
-def _py(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return v.decode()
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return [_py(x) for x in v.tolist()]
-    return v
-
-
-def read_attrs(f: h5py.File) -> dict[str, Any]:
-    """Root attributes as plain Python values, without ``complete``: numpy scalars become
-    int/float/bool, bytes str, arrays lists (so ``==`` comparisons just work)."""
-    return {k: _py(v) for k, v in f.attrs.items() if k != COMPLETE}

@@ -18,7 +18,7 @@ Needs the serial schedule of ``tsn_mpi.backends.gpu.cudasim_fixes`` (it counts b
 thread).  Atomics on shared arrays are not modelled (our kernels have none).  Usage, in a
 simulator process::
 
-    from tests.gpu import sim_racecheck
+    from tests.backends.gpu import sim_racecheck
     hazards = sim_racecheck.install()
     kernel[blocks, threads](...)
     assert not hazards, hazards[:5]

@@ -1,0 +1,81 @@
+"""The package's import graph runs one way: no module imports from a layer above its own.
+
+Layers, lowest first (a module may import its own top-level package and lower layers only):
+errors/version/logging < config, rng, partition, comm < models, network, plot < io < learn,
+simulate (backend-neutral) < backends < monitor, plan, info < phases < api < cli and the
+package root < __main__.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "tsn_mpi"
+LAYERS = [
+    {"errors", "_version", "_numba_cache", "log"},
+    {"config", "rng", "partition", "comm"},
+    {"models", "network", "plot"},
+    {"io"},
+    {"learn", "simulate"},
+    {"backends"},
+    {"monitor", "plan", "info"},
+    {"phases"},
+    {"api"},
+    {"cli", "__init__"},
+    {"__main__"},
+]
+LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+
+
+def top_of(module: str) -> str:
+    """``tsn_mpi.backends.cpu.loop`` -> ``backends``; ``tsn_mpi`` -> ``__init__``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """(line, imported tsn_mpi module) of every import in a file, including local ones."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "tsn_mpi":  # from tsn_mpi import rng -> tsn_mpi.rng
+                out += [(node.lineno, f"tsn_mpi.{a.name}") for a in node.names]
+            elif node.module.startswith("tsn_mpi."):
+                out.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names if a.name.startswith("tsn_mpi")]
+    return out
+
+
+def module_top(path: Path) -> str:
+    rel = path.relative_to(PKG).with_suffix("")
+    return rel.parts[0] if len(rel.parts) > 1 else rel.parts[0]
+
+
+def test_every_package_module_has_a_layer():
+    tops = {module_top(p) for p in PKG.rglob("*.py")}
+    assert tops <= set(LEVEL), f"modules without a layer: {sorted(tops - set(LEVEL))}"
+
+
+def test_no_import_from_a_higher_layer():
+    bad = []
+    for path in sorted(PKG.rglob("*.py")):
+        mine = module_top(path)
+        for line, module in imports(path):
+            theirs = top_of(module)
+            if theirs == mine:
+                continue
+            if LEVEL.get(theirs, -1) >= LEVEL[mine]:
+                bad.append(f"{path.relative_to(PKG.parent)}:{line} ({mine}) imports {module} "
+                           f"({theirs})")  # fmt: skip
+    assert not bad, "imports upward or sideways:\n" + "\n".join(bad)
+
+
+def test_the_checker_sees_an_upward_import(tmp_path):
+    """The test can fail: a learn module importing a backend is reported."""
+    f = tmp_path / "x.py"
+    f.write_text("from tsn_mpi.backends.cpu import loop\nfrom tsn_mpi import rng\n")
+    found = [top_of(m) for _, m in imports(f)]
+    assert found == ["backends", "rng"]
+    assert LEVEL["backends"] > LEVEL["learn"]
