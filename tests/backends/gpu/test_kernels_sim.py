@@ -61,7 +61,7 @@ def test_streams_and_integer_power_match_cpu():
         import math
         from numba import cuda, njit
         from tsn_mpi import rng
-        from tsn_mpi.backends.gpu import kernels as K
+        from tsn_mpi.backends.gpu import rng as K
 
         @cuda.jit
         def draw(us, normals, uni, base, k, a, e, pw):
@@ -115,7 +115,7 @@ def test_deliver_and_traces_match_numpy():
     run_script("""
         from numba import cuda
         from tsn_mpi.backends.cpu.loop import trace_values
-        from tsn_mpi.backends.gpu import kernels as K
+        from tsn_mpi.backends.gpu import loop as K
 
         g = np.random.default_rng(3)
         N, n, m = 40, 25, 4
@@ -514,7 +514,7 @@ LOWER = """
         compute_capability = (9, 0)
 
     cuda_dispatcher.get_current_device = lambda: Sm90()  # device functions ask the driver
-    from tsn_mpi.backends.gpu import kernels as K
+    from tsn_mpi.backends.gpu import loop as K
     from tsn_mpi.backends.gpu import rls as R
 
     def numba_type(x):

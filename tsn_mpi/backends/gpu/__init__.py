@@ -2,7 +2,9 @@
 
 - :mod:`~tsn_mpi.backends.gpu.device`: ``select_device(comm)``, ``require_gpu()``,
   ``gpu_available()``, the device weights shared by simulator and learner;
-- :mod:`~tsn_mpi.backends.gpu.kernels`: the kernels (time step, delivery, traces, RLS);
+- :mod:`~tsn_mpi.backends.gpu.loop`: the time-loop kernels (step, delivery, traces), with
+  :mod:`~tsn_mpi.backends.gpu.rng` (device random streams) and :mod:`~tsn_mpi.backends.gpu.glif`;
+- :mod:`~tsn_mpi.backends.gpu.rls`: the RLS kernels;
 - :mod:`~tsn_mpi.backends.gpu.simulator`: ``GpuSimulator`` (the API of ``CpuSimulator``);
 - :mod:`~tsn_mpi.backends.gpu.learner`: ``GpuLearner`` (the API of ``CpuLearner``).
 

@@ -58,7 +58,7 @@ def driver_problem() -> str | None:
 def _kernel_problem() -> str | None:
     """Compile and launch a trivial kernel on the current device (creates its context)."""
     try:
-        from tsn_mpi.backends.gpu.kernels import smoke
+        from tsn_mpi.backends.gpu.loop import smoke
 
         out = cuda.device_array(4, dtype=np.int64)
         smoke[1, 32](out)

@@ -2,9 +2,9 @@
 
 State, connectivity, traces and recordings live on the device (numba device arrays).  With
 one rank, each :meth:`GpuSimulator.advance` is a single cooperative launch of
-:func:`~.kernels.run_steps` (grid-wide barriers between the phases of every step).  With more
-ranks (or if that kernel cannot be built) a step is two launches (:func:`~.kernels.neuron_step`,
-:func:`~.kernels.deliver`) from a Python loop, and in between the local spike ids go to the
+:func:`~.loop.run_steps` (grid-wide barriers between the phases of every step).  With more
+ranks (or if that kernel cannot be built) a step is two launches (:func:`~.loop.neuron_step`,
+:func:`~.loop.deliver`) from a Python loop, and in between the local spike ids go to the
 host, are allgathered with ``comm`` and come back as the global list.  Host copies otherwise
 happen only at trial start/end; the learner reads the device traces directly.
 
@@ -12,7 +12,7 @@ Cell models: LIF and the built-in GLIF1-5 (parameters and state on the device, t
 copied back into ``cell.state`` at the end of every trial and before checkpoints); custom
 (plugin) models run on the CPU only.  Other differences from the CPU Simulator: the default OU
 stimulus is always generated on
-the fly (never stored); spike inputs are summed with float atomics (see kernels.py), so results
+the fly (never stored); spike inputs are summed with float atomics (see loop.py), so results
 agree with the CPU to rounding, not bitwise.
 """
 
@@ -27,7 +27,7 @@ from numba import cuda
 from tsn_mpi import rng
 from tsn_mpi.backends.cpu.loop import draw_normals
 from tsn_mpi.backends.gpu import cudasim_fixes
-from tsn_mpi.backends.gpu import kernels as K
+from tsn_mpi.backends.gpu import loop as K
 from tsn_mpi.backends.gpu.device import on_sync, shared_weights, simulated, to_device
 from tsn_mpi.errors import ConfigError
 from tsn_mpi.models.builtin import LIF, builtin_initial_voltages
@@ -60,7 +60,7 @@ class GpuSimulator:
     ``host_exchange=True`` forces the per-step host round trip of the spike ids even with one
     rank (tests use it to cover the multi-rank path).  ``fused`` (default: config key
     ``gpu.fused``) runs each :meth:`advance` as one cooperative launch of
-    :func:`~.kernels.run_steps` when spikes need no host exchange; otherwise, or if that kernel
+    :func:`~.loop.run_steps` when spikes need no host exchange; otherwise, or if that kernel
     cannot be built, each step is two launches.  ``static_out`` = (out_indptr (N+1,) over
     presynaptic gids, local post ids int32, weight codes, weight table float32) replaces the
     outgoing map otherwise inverted from ``net``'s incoming CSR (benchmarks build it directly).
@@ -447,7 +447,7 @@ class GpuSimulator:
         pending = glob[1 : 1 + glob[0]].copy() if training else np.zeros(0, np.int32)
         lx = self.l_ff
         with np.errstate(over="ignore"):
-            ff_rng = self.ff_base_host[:lx] + self._ff_draws(t) * K.GOLDEN
+            ff_rng = self.ff_base_host[:lx] + self._ff_draws(t) * rng.GOLDEN
         tr = self.tr.copy_to_host()
         globs = {
             "trial_r_val": tr[K.T_RVAL],
@@ -504,5 +504,5 @@ class GpuSimulator:
         self.glob[t_done % 3].copy_to_device(row)
         lx = self.l_ff
         with np.errstate(over="ignore"):
-            self.ff_base_host[:lx] = ff_rng[:lx] - self._ff_draws(t_done) * K.GOLDEN
+            self.ff_base_host[:lx] = ff_rng[:lx] - self._ff_draws(t_done) * rng.GOLDEN
         self.ff_base.copy_to_device(self.ff_base_host)

@@ -1,4 +1,4 @@
-"""numba.cuda kernels of the GPU backend: time step, spike delivery, traces, RLS (spec §3.3, §4.3).
+"""The GPU time loop: neuron update, spike delivery and traces as numba.cuda kernels (spec §3.3).
 
 Every kernel is written for ``numba.cuda.jit`` and runs unchanged under the CUDA simulator
 (``NUMBA_ENABLE_CUDASIM=1``), which is how CI tests them on machines without a GPU.  Arrays are
@@ -32,22 +32,8 @@ import math
 import numpy as np
 from numba import cuda
 
-from tsn_mpi.models import glif as G
-from tsn_mpi.rng import (
-    _LOW8,
-    _M1,
-    _M2,
-    _S11,
-    _S27,
-    _S30,
-    _S31,
-    _TWO52,
-    _TWO53,
-    GOLDEN,
-    ZIG_R,
-    ZIG_TAIL,
-    ZIG_X,
-)
+from tsn_mpi.backends.gpu.glif import glif_step
+from tsn_mpi.backends.gpu.rng import ipow, next_normal, nth_uniform
 
 MODE_INIT, MODE_TRAIN, MODE_TRAIN_TEST, MODE_TEST = 0, 1, 2, 3
 NOISE_NONE, NOISE_VOLTAGE, NOISE_CURRENT = 0, 1, 2
@@ -76,178 +62,6 @@ K_DT, K_REFRAC, K_TBE, K_TBI, K_OUMU, K_OUB, K_OUSIG, K_ITFF = range(8)
 N_CF = 8
 # roll_sel codes (as the CPU loop)
 ROLL_UTOTAL, ROLL_UBAL_E, ROLL_UBAL_I, ROLL_UPLASTIC = 0, 1, 2, 3
-
-# ------------------------------------------------------------------ SplitMix64 (as tsn_mpi.rng)
-# the constants are tsn_mpi.rng's, so CPU and GPU streams are the same by construction
-
-
-
-@cuda.jit(device=True)
-def mix64(z):
-    """SplitMix64 finaliser of a uint64 (tsn_mpi.rng.mix64)."""
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
-    return z ^ (z >> _S31)
-
-
-@cuda.jit(device=True)
-def bits_to_uniform(bits):
-    """Uniform double in (0, 1) from 64 random bits (tsn_mpi.rng.uniform)."""
-    return (np.float64(bits >> _S11) + 0.5) * _TWO53
-
-
-@cuda.jit(device=True)
-def next_uniform(state, row, i):
-    """Advance stream ``state[row, i]`` and return a uniform double."""
-    s = state[row, i] + GOLDEN
-    state[row, i] = s
-    return bits_to_uniform(mix64(s))
-
-
-@cuda.jit(device=True)
-def next_normal(state, row, i):
-    """Standard normal from stream ``state[row, i]``: the ziggurat of tsn_mpi.rng.normal, draw
-    for draw (same layer tables, same rejection steps)."""
-    s = state[row, i]
-    while True:
-        s += GOLDEN
-        r = mix64(s)
-        k = np.int64(r & _LOW8)
-        u = np.float64(r >> _S11) * _TWO52 - 1.0
-        x = u * ZIG_X[k]
-        if abs(u) < ZIG_R[k]:
-            break
-        if k == 0:  # the tail beyond ZIG_TAIL
-            while True:
-                s += GOLDEN
-                x = math.log(bits_to_uniform(mix64(s))) / ZIG_TAIL
-                s += GOLDEN
-                y = math.log(bits_to_uniform(mix64(s)))
-                if -2.0 * y >= x * x:
-                    break
-            x = x - ZIG_TAIL if u < 0.0 else ZIG_TAIL - x
-            break
-        f0 = math.exp(-0.5 * (ZIG_X[k] * ZIG_X[k] - x * x))
-        f1 = math.exp(-0.5 * (ZIG_X[k + 1] * ZIG_X[k + 1] - x * x))
-        s += GOLDEN
-        if f1 + bits_to_uniform(mix64(s)) * (f0 - f1) < 1.0:
-            break
-    state[row, i] = s
-    return x
-
-
-@cuda.jit(device=True)
-def nth_uniform(base, k):
-    """The k-th uniform (k >= 1) of the stream that starts at state ``base``, without state."""
-    return bits_to_uniform(mix64(base + np.uint64(k) * GOLDEN))
-
-
-@cuda.jit(device=True)
-def ipow(a, b):
-    """``a ** b`` for float64 a and int64 b, bit for bit as numba's CPU ``math.pow(float, int)``
-    (exponentiation by squaring up to 2**16, then the libm pow)."""
-    r = 1.0
-    invert = b < 0
-    e = -b if invert else b
-    if e > 0x10000:
-        return math.pow(a, np.float64(b))
-    while e != 0:
-        if e & 1:
-            r *= a
-        e >>= 1
-        a *= a
-    if invert:
-        return 1.0 / r
-    return r
-
-
-# ------------------------------------------------------------------------------ GLIF1-5
-# models.glif's kernels operation by operation, on transposed arrays: cp (n_params, n) and
-# cs (n_state, n) float64 (column layouts G.LAYOUTS / G.STATE_LAYOUTS; the after-spike currents
-# span the last columns).  The state persists across trials (the reference behaviour).
-
-
-@cuda.jit(device=True)
-def _glif_decay_currents(cp, cs, i, p0, s0, dt):
-    """Ij -= dt*invtau_Ij*Ij for every current; returns sum(Ij) after the decay."""
-    total = 0.0
-    for j in range(cp.shape[0] - p0):
-        ij = cs[s0 + j, i]
-        ij = ij - dt * cp[p0 + j, i] * ij
-        cs[s0 + j, i] = ij
-        total += ij
-    return total
-
-
-@cuda.jit(device=True)
-def _glif_bump_currents(cp, cs, i, p0, s0, f_j, delta_ij):
-    """Ij = f_j*Ij + delta_Ij for every current (after a spike)."""
-    for j in range(cp.shape[0] - p0):
-        cs[s0 + j, i] = f_j * cs[s0 + j, i] + delta_ij
-
-
-@cuda.jit(device=True)
-def _glif_integrate(cp, i, v, current, dt):
-    return v + dt * cp[G.INVC, i] * (current - cp[G.INVR, i] * (v - cp[G.E_L, i]))
-
-
-@cuda.jit(device=True)
-def _glif_decay_thresh_s(cp, cs, i, dt):
-    ts = cs[G.S_THRESH_S, i]
-    ts = ts - dt * cp[G.B_S, i] * ts
-    cs[G.S_THRESH_S, i] = ts
-    return ts
-
-
-@cuda.jit(device=True)
-def _glif_adapt_reset(cp, cs, i, v):
-    cs[G.S_THRESH_S, i] = cs[G.S_THRESH_S, i] + cp[G.DELTA_THRESH_S, i]
-    return cp[G.E_L, i] + cp[G.F_V, i] * v - cp[G.DELTA_V, i]
-
-
-@cuda.jit(device=True)
-def glif_step(model, cp, cs, i, v, drive, dt):
-    """GLIF``model`` (1-5) step of a non-refractory neuron i: (new v or reset value, spiked)."""
-    if model == 1:
-        v = _glif_integrate(cp, i, v, drive, dt)
-        if v > cp[G.THRESH, i]:
-            return cp[G.VRE, i], True
-        return v, False
-    if model == 2:
-        v = _glif_integrate(cp, i, v, drive, dt)
-        ts = _glif_decay_thresh_s(cp, cs, i, dt)
-        if v > cp[G.THRESH, i] + ts:
-            return _glif_adapt_reset(cp, cs, i, v), True
-        return v, False
-    if model == 3:
-        s = _glif_decay_currents(cp, cs, i, G.G3_INVTAU, G.G3_IJ, dt)
-        v = _glif_integrate(cp, i, v, drive + s, dt)
-        if v > cp[G.THRESH, i]:
-            _glif_bump_currents(cp, cs, i, G.G3_INVTAU, G.G3_IJ, cp[G.G3_F_J, i],
-                                cp[G.G3_DELTA_IJ, i])  # fmt: skip
-            return cp[G.VRE, i], True
-        return v, False
-    if model == 4:
-        s = _glif_decay_currents(cp, cs, i, G.G4_INVTAU, G.G4_IJ, dt)
-        v = _glif_integrate(cp, i, v, drive + s, dt)
-        ts = _glif_decay_thresh_s(cp, cs, i, dt)
-        if v > cp[G.THRESH, i] + ts:
-            _glif_bump_currents(cp, cs, i, G.G4_INVTAU, G.G4_IJ, cp[G.G4_F_J, i],
-                                cp[G.G4_DELTA_IJ, i])  # fmt: skip
-            return _glif_adapt_reset(cp, cs, i, v), True
-        return v, False
-    s = _glif_decay_currents(cp, cs, i, G.G5_INVTAU, G.G5_IJ, dt)
-    v = _glif_integrate(cp, i, v, drive + s, dt)
-    ts = _glif_decay_thresh_s(cp, cs, i, dt)
-    tv = cs[G.S_THRESH_V, i]
-    tv = tv + (cp[G.A_V, i] * v - dt * cp[G.B_V, i] * tv)
-    cs[G.S_THRESH_V, i] = tv
-    if v > cp[G.THRESH, i] + ts + tv:
-        _glif_bump_currents(cp, cs, i, G.G5_INVTAU, G.G5_IJ, cp[G.G5_F_J, i],
-                            cp[G.G5_DELTA_IJ, i])  # fmt: skip
-        return _glif_adapt_reset(cp, cs, i, v), True
-    return v, False
-
 
 # -------------------------------------------------------------------------------- time step
 # The phases of a step are device functions shared by the per-step kernels (neuron_step,
