@@ -79,3 +79,22 @@ def test_the_checker_sees_an_upward_import(tmp_path):
     found = [top_of(m) for _, m in imports(f)]
     assert found == ["backends", "rng"]
     assert LEVEL["backends"] > LEVEL["learn"]
+
+
+def test_backends_share_one_shape():
+    """Both backends are chosen by name and offer the same factories (no branching on names in
+    the phases); an unknown name is a one-line config error."""
+    import pytest
+
+    from tsn_mpi.backends import Backend, get_backend
+    from tsn_mpi.errors import ConfigError
+
+    cpu = get_backend("cpu")
+    assert isinstance(cpu, Backend) and cpu.name == "cpu"
+    for name in ("start", "simulator", "learner", "describe"):
+        assert callable(getattr(cpu, name))
+    assert "cpu" in cpu.describe()
+    with pytest.raises(ConfigError, match="run.backend = 'tpu'"):
+        get_backend("tpu")
+    phases = (PKG / "phases").rglob("*.py")
+    assert not [p for p in phases if "backend == " in p.read_text()]

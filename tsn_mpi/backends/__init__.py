@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tsn_mpi.errors import ConfigError
+from tsn_mpi.errors import ConfigError, LaunchError
 
 BACKENDS = ("cpu", "gpu")
 
@@ -39,4 +39,8 @@ def get_backend(name: str) -> Backend:
     """The backend ``tsn_mpi.backends.<name>`` (its package imported on first use)."""
     if name not in BACKENDS:
         raise ConfigError(f"run.backend = {name!r}: expected one of {', '.join(BACKENDS)}")
-    return importlib.import_module(f"tsn_mpi.backends.{name}").BACKEND
+    try:
+        return importlib.import_module(f"tsn_mpi.backends.{name}").BACKEND
+    except ImportError as exc:  # e.g. no numba.cuda: one line, not a traceback
+        raise LaunchError(f"run.backend = {name!r} cannot be used here: {exc} (install "
+                          f"'tsn-mpi[{name}]')") from None

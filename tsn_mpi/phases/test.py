@@ -77,7 +77,7 @@ def run_test(run_dir: str | Path, ntrials: int = 1, neurons: str | list[int] | N
         return rec, net, ck, sim
 
     rec, net, ck, sim = agree(comm, setup)
-    run.out.info(f"using checkpoint {ck.label}")
+    run.out.info(f"using checkpoint {ck.label}; backend: {run.backend.describe()}")
     mine = rec[(rec >= owned.start) & (rec < owned.stop)]
     lids = mine - owned.start
     ntasks = net.targets.shape[0]

@@ -153,6 +153,7 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
     last = total_loops if total_loops is not None else first + (nloops or 1) - 1
     run.out.info(f"using checkpoint {ck.label}; training loops {first}..{last} on "
                  f"{comm.size} rank(s)")
+    run.out.info(f"backend: {run.backend.describe()}")
     run.out.info(TABLE_HEADER)
     maxcor = max([c for c in curve.cols["correlation"] if c == c] or [-np.inf])
     walls: list[float] = []
