@@ -8,8 +8,9 @@ and our tests' short GIL switch interval (``sys.setswitchinterval(1e-4)``) makes
    allocates it and stores it.  Two threads of the first block that both miss get *different*
    arrays: "shared" memory is then private, one thread's writes never reach the others, and
    they read uninitialised ``np.empty`` memory.  In the block RLS kernel this gave a wrong P or
-   a neuron flagged non-finite (issue #24); a bare 64-thread kernel reproduced it (1 launch in
-   300 at a 1 us switch interval).  Fixed with a lock around the look-up and the store.
+   a neuron flagged non-finite (issue #24); a bare 64-thread kernel reproduced it once in 300
+   launches at a 1 us switch interval while investigating (rare: benchmarks/cudasim.py counts
+   such launches).  Fixed with a lock around the look-up and the store.
 2. ``swapped_cuda_module`` builds ``{k: v for k, v in fn.__globals__.items() ...}`` while
    another simulated thread may add a key to the same module's globals: a NumPy floating-point
    warning (even an ignored one) inserts ``__warningregistry__`` into the globals of the module
