@@ -1,6 +1,6 @@
 """Every benchmark results file says which committed script wrote it, at which revision, where.
 
-Files measured before provenance was recorded carry ``git_revision = "unknown"`` and a
+Files measured before provenance was recorded carry ``revision = "unknown"`` and a
 ``legacy`` note; the others the full block of ``benchmarks/_provenance.py``.
 """
 
@@ -30,13 +30,13 @@ def test_results_file_names_its_script(path):
     assert isinstance(script, str) and script, f"{path.name}: provenance names no script"
     assert not Path(script).is_absolute(), f"{path.name}: script {script} is not repo-relative"
     assert (ROOT / script).is_file(), f"{path.name}: script {script} does not exist"
-    assert "git_revision" in prov, f"{path.name}: provenance has no git_revision"
-    if prov["git_revision"] == "unknown":
+    assert "revision" in prov, f"{path.name}: provenance has no revision"
+    if prov["revision"] == "unknown":
         assert prov.get("legacy"), f"{path.name}: unknown revision without a legacy note"
     else:
         missing = [k for k in MEASURED_KEYS if not prov.get(k)]
         assert not missing, f"{path.name}: provenance lacks {missing}"
-        assert isinstance(prov.get("git_dirty"), bool), f"{path.name}: git_dirty not recorded"
+        assert isinstance(prov.get("dirty"), bool), f"{path.name}: dirty not recorded"
 
 
 def test_save_json_keeps_an_earlier_provenance(tmp_path):
