@@ -37,9 +37,11 @@ def read_run_files(run: Run, checkpoint: str | int | None = None):
 
 
 def restore_state(run: Run, net, init: dict, ck, expect: dict | None = None,
-                  lazy: tuple[str, ...] = ("P",)) -> Restored:  # fmt: skip
-    """Weights, cell state, time loop and learner of this rank from checkpoint ``ck`` (no
-    collective: callers agree on errors).  ``expect``: attributes the checkpoint must match."""
+                  lazy: tuple[str, ...] = ("P",), with_learner: bool = True
+                  ) -> Restored:  # fmt: skip
+    """Weights, cell state, time loop and (``with_learner``: training) learner of this rank
+    from checkpoint ``ck`` (no collective: callers agree on errors).  ``expect``: attributes
+    the checkpoint must match."""
     cfg = run.cfg
     attrs, rows, globs = read_checkpoint(ck.path, run.owned, expect or {}, lazy=lazy)
     net.w_in = np.ascontiguousarray(rows["w_in"], dtype=np.float32)
@@ -48,13 +50,16 @@ def restore_state(run: Run, net, init: dict, ck, expect: dict | None = None,
     if "cell_state" in rows:
         cell.state[:] = rows["cell_state"]
     same_p = attrs.get("p_storage") == cfg.learning.p_storage and attrs.get("mode") == "fast"
-    if cfg.learning.mode == "fast" and not same_p:
+    if with_learner and cfg.learning.mode == "fast" and not same_p:
         raise CheckpointError(
             f"{ck.path}: P stored as {attrs.get('mode')}/{attrs.get('p_storage')}, config "
             f"asks for fast/{cfg.learning.p_storage}"
         )
     # the simulator first: it releases the incoming static lists before P is allocated
     sim = make_simulator(run, net, cell)
-    learner = make_learner(run, net, p_rows=rows.pop("P", None), history=globs.get("history"),
-                           hist_count=int(attrs.get("hist_count", 0)))  # fmt: skip
+    learner = None
+    if with_learner:
+        learner = make_learner(run, net, p_rows=rows.pop("P", None),
+                               history=globs.get("history"),
+                               hist_count=int(attrs.get("hist_count", 0)))  # fmt: skip
     return Restored(attrs, rows, globs, cell, sim, learner)

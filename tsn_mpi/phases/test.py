@@ -13,18 +13,13 @@ from tsn_mpi.comm import Comm, SerialComm
 from tsn_mpi.comm.agree import agree
 from tsn_mpi.errors import ConfigError
 from tsn_mpi.io import h5_write
-from tsn_mpi.io.checkpoint import read_checkpoint
-from tsn_mpi.io.names import checkpoint_dir, find_checkpoint
-from tsn_mpi.io.network_file import read_network
 from tsn_mpi.phases.common import (
-    NETWORK_NAME,
     TEST_NAME,
     balance_by_work,
-    build_cell,
-    make_simulator,
     open_run,
     start_backend,
 )
+from tsn_mpi.phases.restore import read_run_files, restore_state
 from tsn_mpi.simulate.trial import ROLL_NAMES
 
 
@@ -65,16 +60,10 @@ def run_test(run_dir: str | Path, ntrials: int = 1, neurons: str | list[int] | N
 
     def setup():  # files and plugins, checked on every rank and agreed on (one clean error)
         rec = parse_neurons(cfg.test.neurons if neurons is None else neurons, d.n_cells)
-        net, init = read_network(run.run_dir / NETWORK_NAME, cfg, d, owned)
-        ck = find_checkpoint(checkpoint_dir(run.run_dir), restore_from_checkpoint)
-        attrs, rows, _ = read_checkpoint(ck.path, owned, {"model_hash": cfg.model_hash()})
-        net.w_in = np.ascontiguousarray(rows["w_in"], dtype=np.float32)
-        net.w_ff = np.ascontiguousarray(rows["w_ff"], dtype=np.float32)
-        cell = build_cell(run.ctx(init))
-        if "cell_state" in rows:
-            cell.state[:] = rows["cell_state"]
-        sim = make_simulator(run, net, cell)
-        return rec, net, ck, sim
+        net, init, ck = read_run_files(run, restore_from_checkpoint)
+        state = restore_state(run, net, init, ck, {"model_hash": cfg.model_hash()},
+                              with_learner=False)  # fmt: skip
+        return rec, net, ck, state.sim
 
     rec, net, ck, sim = agree(comm, setup)
     run.out.info(f"using checkpoint {ck.label}; backend: {run.backend.describe()}")

@@ -28,9 +28,16 @@ from tsn_mpi.models.builtin import LIF, builtin_initial_voltages
 from tsn_mpi.network.stimulus import OnlineOU
 from tsn_mpi.simulate.maps import balanced_drive, outgoing_maps, trace_constants
 from tsn_mpi.simulate.rolling import bins_from_groups, group_counts, sample_groups
-from tsn_mpi.simulate.trial import ROLL_NAMES, TRIAL_ROWS, TrialResult, exchange_capacity
+from tsn_mpi.simulate.trial import (
+    MODE_NAMES,
+    ROLL_NAMES,
+    TRIAL_ROWS,
+    TrialResult,
+    exchange_capacity,
+    init_statistics,
+)
 
-MODES = {"init": MODE_INIT, "train": MODE_TRAIN, "train_test": MODE_TRAIN_TEST, "test": MODE_TEST}
+MODES = dict(zip(MODE_NAMES, (MODE_INIT, MODE_TRAIN, MODE_TRAIN_TEST, MODE_TEST), strict=True))
 
 
 class CpuSimulator:
@@ -57,7 +64,6 @@ class CpuSimulator:
         # traces: lazily advanced presynaptic r for every gid (O(N) memory, O(spikes) work)
         dt = cfg.simulation.dt
         self.a_pre, self.inc_pre, self.inv_tau_post = trace_constants(tau_plas, dt, net.owned)
-        self.tau_scalar = self.a_pre.size == 1
         self.r_val = np.zeros(N, dtype=np.float64)
         self.r_step = np.zeros(N, dtype=np.int64)
         self.r_now = np.zeros(N, dtype=np.float64)
@@ -226,15 +232,9 @@ class CpuSimulator:
             bins = bins_from_groups(self.roll, self.group_count, self.group_ranges, d.n_learn)
         uavg = u0_std = None
         if self.mode == MODE_INIT:
-            cnt = d.n_steps - d.u0_skip_steps
-            uavg = self.uavg / cnt
-            gids = np.arange(self.gid0, self.gid0 + self.n)
-            sel = gids < d.u0_ncells
-            s, q = self.u0_sum[sel], self.u0_sumsq[sel]
-            u0_std = np.sqrt(np.maximum(q - s * s / cnt, 0.0) / (cnt - 1))
+            uavg, u0_std = init_statistics(self.uavg, self.u0_sum, self.u0_sumsq, self.gid0, d)
         spikes = self.spk_steps if self.mode == MODE_TEST else None
         return TrialResult(self.ns.copy(), bins, spikes, uavg, u0_std)
-
 
     # ---------------------------------------------------------------- interrupt checkpoints
     def trial_state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

@@ -35,10 +35,10 @@ from tsn_mpi.network.csr import codes_by_population
 from tsn_mpi.network.stimulus import OnlineOU
 from tsn_mpi.simulate.maps import balanced_drive, outgoing_maps, trace_constants
 from tsn_mpi.simulate.rolling import bins_from_groups, group_counts, sample_groups
-from tsn_mpi.simulate.trial import ROLL_NAMES, TrialResult
+from tsn_mpi.simulate.trial import MODE_NAMES, ROLL_NAMES, TrialResult, init_statistics
 
-MODES = {"init": K.MODE_INIT, "train": K.MODE_TRAIN, "train_test": K.MODE_TRAIN_TEST,
-         "test": K.MODE_TEST}  # fmt: skip
+MODES = dict(zip(MODE_NAMES, (K.MODE_INIT, K.MODE_TRAIN, K.MODE_TRAIN_TEST, K.MODE_TEST),
+                 strict=True))  # fmt: skip
 _F_ROWS = {"v": K.F_V, "u_bale": K.F_UBALE, "u_bali": K.F_UBALI, "u_plas": K.F_UPLAS,
            "u_bal": K.F_UBAL, "in_e": K.F_INE, "in_i": K.F_INI, "in_p": K.F_INP}  # fmt: skip
 
@@ -412,12 +412,7 @@ class GpuSimulator:
         uavg = u0_std = None
         if self.mode == K.MODE_INIT:
             ds = self.ds.copy_to_host()
-            cnt = d.n_steps - d.u0_skip_steps
-            uavg = ds[K.D_UAVG] / cnt
-            gids = np.arange(self.gid0, self.gid0 + self.n)
-            sel = gids < d.u0_ncells
-            s, q = ds[K.D_U0S][sel], ds[K.D_U0Q][sel]
-            u0_std = np.sqrt(np.maximum(q - s * s / cnt, 0.0) / (cnt - 1))
+            uavg, u0_std = init_statistics(ds[K.D_UAVG], ds[K.D_U0S], ds[K.D_U0Q], self.gid0, d)
         spikes = None
         if self.mode == K.MODE_TEST:
             spikes = self.spk_steps.copy_to_host()[: self.n_rec]
