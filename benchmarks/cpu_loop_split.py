@@ -72,7 +72,7 @@ def child(run_dir: Path, nloops: int, reps: int) -> dict:
     @njit
     def record_steps(t_first, t_last, mode, task, groups, log_ids, log_ptr):
         send, local_spk = groups[9][0], groups[9][2]
-        gid0 = groups[0][8]
+        gid0 = groups[0].gid0
         for ti in range(t_first, t_last + 1):
             nsp = _neuron_phase(ti, mode, task, groups)
             _fill_send(send, local_spk, nsp, gid0, nsp)

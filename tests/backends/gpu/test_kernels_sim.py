@@ -64,17 +64,17 @@ def test_streams_and_integer_power_match_cpu():
         from tsn_mpi.backends.gpu import rng as K
 
         @cuda.jit
-        def draw(us, normals, uni, base, k, a, e, pw):
+        def draw(u64_rows, normals, uni, base, k, a, e, pw):
             i = cuda.grid(1)
-            if i < us.shape[1]:
-                normals[0, i] = K.next_normal(us, 0, i)
-                normals[1, i] = K.next_normal(us, 0, i)
+            if i < u64_rows.shape[1]:
+                normals[0, i] = K.next_normal(u64_rows, 0, i)
+                normals[1, i] = K.next_normal(u64_rows, 0, i)
                 uni[i] = K.nth_uniform(base[i], k[i])
                 pw[i] = K.ipow(a[i], e[i])
 
         n = 50
         states = rng.stream_states(7, rng.NOISE, np.arange(n, dtype=np.int64), 3)
-        us = cuda.to_device(states[None, :].copy())
+        u64_rows = cuda.to_device(states[None, :].copy())
         normals = cuda.to_device(np.zeros((2, n)))
         uni = cuda.to_device(np.zeros(n))
         k = np.arange(1, n + 1, dtype=np.int64) * 37
@@ -82,7 +82,7 @@ def test_streams_and_integer_power_match_cpu():
         e = np.arange(n, dtype=np.int64) * 1733
         e[-1] = 70000  # past the squaring cutoff: libm pow on both sides
         pw = cuda.to_device(np.zeros(n))
-        draw[4, 16](us, normals, uni, cuda.to_device(states), cuda.to_device(k),
+        draw[4, 16](u64_rows, normals, uni, cuda.to_device(states), cuda.to_device(k),
                     cuda.to_device(a), cuda.to_device(e), pw)
 
         @njit
@@ -103,7 +103,7 @@ def test_streams_and_integer_power_match_cpu():
 
         nm, st, u, p = cpu(states, k, a, e)
         assert np.array_equal(normals.copy_to_host(), nm)
-        assert np.array_equal(us.copy_to_host()[0], st)
+        assert np.array_equal(u64_rows.copy_to_host()[0], st)
         assert np.array_equal(uni.copy_to_host(), u)
         assert np.array_equal(pw.copy_to_host(), p)
         print("ok")
@@ -116,6 +116,7 @@ def test_deliver_and_traces_match_numpy():
         from numba import cuda
         from tsn_mpi.backends.cpu.loop import trace_values
         from tsn_mpi.backends.gpu import loop as K
+        from tsn_mpi.simulate.step_constants import FLOAT_FIELDS, INT_FIELDS
 
         g = np.random.default_rng(3)
         N, n, m = 40, 25, 4
@@ -134,17 +135,17 @@ def test_deliver_and_traces_match_numpy():
         glob = np.zeros((3, N + 1), np.int32)
         glob[slot, 0] = spikes.size
         glob[slot, 1:1 + spikes.size] = spikes
-        ci = np.zeros(K.N_CI, np.int64)
-        ci[K.C_N] = n
-        ci[K.C_STIM_OFF] = 10**6
-        cf = np.zeros(K.N_CF)
+        const_i = np.zeros(len(INT_FIELDS), np.int64)
+        const_i[K.C_N] = n
+        const_i[K.C_STIM_OFF] = 10**6
+        const_f = np.zeros(len(FLOAT_FIELDS))
         d = cuda.to_device
         for mode in (K.MODE_INIT, K.MODE_TRAIN):
-            fs = d(np.zeros((K.N_F32, n), np.float32))
+            f32_rows = d(np.zeros((K.N_F32, n), np.float32))
             one = d(np.zeros(1))
-            K.deliver[3, 4](5, mode, slot, d(ci), d(cf), d(glob), d(st_indptr), d(st_post),
-                            d(st_code), d(table), d(pl_indptr), d(pl_post), d(pl_slot),
-                            d(w_in), fs, one, one, d(np.zeros(1, np.uint64)),
+            K.deliver[3, 4](5, mode, slot, d(const_i), d(const_f), d(glob), d(st_indptr),
+                            d(st_post), d(st_code), d(table), d(pl_indptr), d(pl_post), d(pl_slot),
+                            d(w_in), f32_rows, one, one, d(np.zeros(1, np.uint64)),
                             d(np.zeros((1, 1))), d(np.zeros((n, 1), np.float32)))
             ref = np.zeros((3, n))
             for j in spikes:
@@ -155,7 +156,7 @@ def test_deliver_and_traces_match_numpy():
                 if mode != K.MODE_INIT:
                     for e in range(pl_indptr[j], pl_indptr[j + 1]):
                         ref[2, pl_post[e]] += w_in[pl_post[e], pl_slot[e]]
-            got = fs.copy_to_host()[[K.F_INE, K.F_INI, K.F_INP]]
+            got = f32_rows.copy_to_host()[[K.F_INE, K.F_INI, K.F_INP]]
             assert np.allclose(got, ref, rtol=1e-6, atol=1e-6), (mode, got - ref)
         assert np.abs(ref[2]).sum() > 0 and np.abs(ref[1]).sum() > 0
 

@@ -32,9 +32,14 @@ from numba import njit
 
 from tsn_mpi.models.builtin import LIF, builtin_step
 from tsn_mpi.rng import normal, uniform
+from tsn_mpi.simulate.step_constants import (
+    MODE_INIT,
+    MODE_TRAIN,
+    MODE_TRAIN_TEST,
+    NOISE_CURRENT,
+    NOISE_VOLTAGE,
+)
 
-MODE_INIT, MODE_TRAIN, MODE_TRAIN_TEST, MODE_TEST = 0, 1, 2, 3
-NOISE_VOLTAGE, NOISE_CURRENT = 0, 1
 # quantities the rolling averages can record (columns of the 'roll' accumulator)
 ROLL_UTOTAL, ROLL_UBAL_E, ROLL_UBAL_I, ROLL_UPLASTIC = 0, 1, 2, 3
 
@@ -88,20 +93,10 @@ def _neuron_phase(ti, mode, task, groups):  # pragma: no cover - jitted
     (consts, neuron, cell, static_out, plastic_out, traces, ff, stim, record, xchg, scratch) = (
         groups
     )
-    (
-        dt,
-        refrac,
-        tau_bal_e,
-        tau_bal_i,
-        stim_on_step,
-        stim_off_step,
-        u0_skip_steps,
-        max_times,
-        gid0,
-        u0_ncells,
-        noise_kind,
-        n_steps,
-    ) = consts
+    c = consts  # simulate.step_constants.StepConstants
+    dt, refrac, tau_bal_e, tau_bal_i = c.dt, c.refrac, c.tau_bal_e, c.tau_bal_i
+    stim_on_step, stim_off_step, u0_skip_steps = c.stim_on_step, c.stim_off_step, c.u0_skip_steps
+    max_times, gid0, u0_ncells, noise_kind = c.max_times, c.gid0, c.u0_ncells, c.noise
     (
         v,
         u_bale,
@@ -291,7 +286,7 @@ def _delivery_phase(ti, mode, task, groups, src, stride):  # pragma: no cover - 
     (consts, neuron, cell, static_out, plastic_out, traces, ff, stim, record, xchg, scratch) = (
         groups
     )
-    dt, stim_off_step = consts[0], consts[5]
+    dt, stim_off_step = consts.dt, consts.stim_off_step
     in_e, in_i, in_p = neuron[5], neuron[6], neuron[7]
     st_indptr, st_post, st_code, st_table, st_pop = static_out
     pl_indptr, pl_post, pl_slot, w_in = plastic_out
@@ -384,7 +379,7 @@ def _fill_send(send, local_spk, nsp, gid0, cap):  # pragma: no cover - jitted
 def run_steps_serial(t_first, t_last, mode, task, groups):  # pragma: no cover - jitted
     """One process, built-in cell models: the cached entry point."""
     send, local_spk = groups[9][0], groups[9][2]
-    gid0 = groups[0][8]
+    gid0 = groups[0].gid0
     for ti in range(t_first, t_last + 1):
         nsp = _neuron_phase(ti, mode, task, groups)
         _fill_send(send, local_spk, nsp, gid0, nsp)
@@ -412,7 +407,7 @@ def make_run_steps(exchange, cell_step=None, clock=None):
     def run_steps(t_first, t_last, mode, task, groups):  # pragma: no cover - jitted
         send, recv, local_spk, cap_arr, n_ranks, overflow = groups[9]
         overflow_t = groups[10][4]
-        gid0 = groups[0][8]
+        gid0 = groups[0].gid0
         for ti in range(t_first, t_last + 1):
             nsp = neuron_phase(ti, mode, task, groups)
             cap = cap_arr[0]

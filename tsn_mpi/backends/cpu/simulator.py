@@ -12,12 +12,6 @@ import numpy as np
 
 from tsn_mpi import rng
 from tsn_mpi.backends.cpu.loop import (
-    MODE_INIT,
-    MODE_TEST,
-    MODE_TRAIN,
-    MODE_TRAIN_TEST,
-    NOISE_CURRENT,
-    NOISE_VOLTAGE,
     draw_normals,
     init_voltages,
     make_run_steps,
@@ -28,16 +22,14 @@ from tsn_mpi.models.builtin import LIF, builtin_initial_voltages
 from tsn_mpi.network.stimulus import OnlineOU
 from tsn_mpi.simulate.maps import balanced_drive, outgoing_maps, trace_constants
 from tsn_mpi.simulate.rolling import bins_from_groups, group_counts, sample_groups
+from tsn_mpi.simulate.step_constants import MODE_INIT, MODE_TEST, MODES, step_constants
 from tsn_mpi.simulate.trial import (
-    MODE_NAMES,
     ROLL_NAMES,
     TRIAL_ROWS,
     TrialResult,
     exchange_capacity,
     init_statistics,
 )
-
-MODES = dict(zip(MODE_NAMES, (MODE_INIT, MODE_TRAIN, MODE_TRAIN_TEST, MODE_TEST), strict=True))
 
 
 class CpuSimulator:
@@ -188,13 +180,12 @@ class CpuSimulator:
         else:
             self.spk_idx = np.zeros(0, np.int64)
             self.spk_steps = np.zeros((0, 1), np.int32)
-        sim = cfg.simulation
-        noise = NOISE_CURRENT if cfg.neuron.noise_model == "current" else NOISE_VOLTAGE
-        self.consts = (
-            float(sim.dt), float(cfg.neuron.refrac), float(cfg.neuron.tau_bal_e),
-            float(cfg.neuron.tau_bal_i), d.stim_on_step, d.stim_off_step, d.u0_skip_steps,
-            d.max_times, self.gid0, d.u0_ncells, noise, d.n_steps,
-        )
+        mu, b, sig = self.ou
+        self.consts = step_constants(
+            cfg, d, gid0=self.gid0, n_owned=n, model=self.cell.model_id,
+            has_noise=bool(np.any(np.asarray(self.sigma) > 0)),
+            ou=(mu, b, sig) if self.stim_online else None, inv_tau_ff=float(self.inc_pre[0]),
+        )  # fmt: skip
 
     def advance(self, t_first: int, t_last: int) -> None:
         """Run steps t_first..t_last (1-based, inclusive) of the current trial."""

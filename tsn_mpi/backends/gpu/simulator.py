@@ -35,12 +35,19 @@ from tsn_mpi.network.csr import codes_by_population
 from tsn_mpi.network.stimulus import OnlineOU
 from tsn_mpi.simulate.maps import balanced_drive, outgoing_maps, trace_constants
 from tsn_mpi.simulate.rolling import bins_from_groups, group_counts, sample_groups
-from tsn_mpi.simulate.trial import MODE_NAMES, ROLL_NAMES, TrialResult, init_statistics
+from tsn_mpi.simulate.step_constants import MODES, pack, step_constants
+from tsn_mpi.simulate.trial import ROLL_NAMES, TrialResult, init_statistics
 
-MODES = dict(zip(MODE_NAMES, (K.MODE_INIT, K.MODE_TRAIN, K.MODE_TRAIN_TEST, K.MODE_TEST),
-                 strict=True))  # fmt: skip
-_F_ROWS = {"v": K.F_V, "u_bale": K.F_UBALE, "u_bali": K.F_UBALI, "u_plas": K.F_UPLAS,
-           "u_bal": K.F_UBAL, "in_e": K.F_INE, "in_i": K.F_INI, "in_p": K.F_INP}  # fmt: skip
+_F_ROWS = {
+    "v": K.F_V,
+    "u_bale": K.F_UBALE,
+    "u_bali": K.F_UBALI,
+    "u_plas": K.F_UPLAS,
+    "u_bal": K.F_UBAL,
+    "in_e": K.F_INE,
+    "in_i": K.F_INI,
+    "in_p": K.F_INP,
+}
 
 
 def launch_shape(n: int, threads: int = 128) -> tuple[int, int]:
@@ -67,9 +74,18 @@ class GpuSimulator:
     """
 
     def __init__(
-        self, cfg, d, net, cell, comm, tau_plas, sigma, host_exchange=None, fused=None,
+        self,
+        cfg,
+        d,
+        net,
+        cell,
+        comm,
+        tau_plas,
+        sigma,
+        host_exchange=None,
+        fused=None,
         static_out=None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if not 0 <= cell.model_id <= 5:
             raise ConfigError(
                 f"neuron.model = {cfg.neuron.model!r}: only the built-in LIF and GLIF1-5 "
@@ -122,33 +138,34 @@ class GpuSimulator:
         self.r_step = to_device(np.zeros(N, np.int64))
         self.r_now = to_device(np.zeros(N, np.float64))
         # per-neuron state; constant rows filled once
-        fs = np.zeros((K.N_F32, n), f32)
-        fs[K.F_XBAL] = balanced_drive(net.owned, d)
+        f32_rows = np.zeros((K.N_F32, n), f32)
+        f32_rows[K.F_XBAL] = balanced_drive(net.owned, d)
         p = cell.params
         if cell.model_id == LIF:
-            fs[K.F_TH] = p[:, 0].astype(f32)
-            fs[K.F_VRE] = p[:, 2].astype(f32)
-        self._fs_const = fs[[K.F_XBAL, K.F_TH, K.F_VRE]].copy()
-        ds = np.zeros((K.N_F64, n), np.float64)
+            f32_rows[K.F_TH] = p[:, 0].astype(f32)
+            f32_rows[K.F_VRE] = p[:, 2].astype(f32)
+        self._fs_const = f32_rows[[K.F_XBAL, K.F_TH, K.F_VRE]].copy()
+        f64_rows = np.zeros((K.N_F64, n), np.float64)
         if cell.model_id == LIF:
-            ds[K.D_INVTAU] = dt * p[:, 1].astype(f32).astype(np.float64)
+            f64_rows[K.D_INVTAU] = dt * p[:, 1].astype(f32).astype(np.float64)
         # GLIF parameters and state, transposed (columns as models.glif); (1, 1) for LIF
-        self.cp = to_device(np.asarray(p, np.float64).T if cell.model_id != LIF else
-                            np.zeros((1, 1)))  # fmt: skip
+        self.cp = to_device(
+            np.asarray(p, np.float64).T if cell.model_id != LIF else np.zeros((1, 1))
+        )
         st = np.asarray(cell.state, np.float64)
         self.has_state = cell.model_id != LIF and st.shape[1] > 0
         self.cs = to_device(st.T if self.has_state else np.zeros((1, 1)))
         on_sync(net, "cell_state", self.state_to_host)
         sig = np.atleast_1d(np.asarray(sigma, dtype=np.float64))
-        ds[K.D_SIG] = np.broadcast_to(sig, (n,)) if sig.size == 1 else sig
-        ds[K.D_ITP] = inv_tau_post
-        self._ds_const = ds[[K.D_INVTAU, K.D_SIG, K.D_ITP]].copy()
+        f64_rows[K.D_SIG] = np.broadcast_to(sig, (n,)) if sig.size == 1 else sig
+        f64_rows[K.D_ITP] = inv_tau_post
+        self._ds_const = f64_rows[[K.D_INVTAU, K.D_SIG, K.D_ITP]].copy()
         self.has_noise = bool(np.any(sig > 0))
-        self.fs = to_device(fs)
-        self.ds = to_device(ds)
-        self.is_ = to_device(np.zeros((K.N_I64, n), np.int64))
-        self.us = to_device(np.zeros((K.N_U64, n), np.uint64))
-        self.u_bal = self.fs[K.F_UBAL]
+        self.f32_rows = to_device(f32_rows)
+        self.f64_rows = to_device(f64_rows)
+        self.i64_rows = to_device(np.zeros((K.N_I64, n), np.int64))
+        self.u64_rows = to_device(np.zeros((K.N_U64, n), np.uint64))
+        self.u_bal = self.f32_rows[K.F_UBAL]
         # stimulus: the default OU online, plugin arrays stored (ntasks, n_stim, n) float32
         stim = net.stimulus
         self.stim_online = isinstance(stim, OnlineOU)
@@ -200,22 +217,22 @@ class GpuSimulator:
         self.mode, self.task = MODES[mode], int(task)
         gids = np.arange(self.gid0, self.gid0 + n, dtype=np.int64)
         z = draw_normals(rng.stream_states(seed, rng.V_INIT, gids, trial_key))
-        fs = np.zeros((K.N_F32, n), np.float32)
+        f32_rows = np.zeros((K.N_F32, n), np.float32)
         v = np.empty(n, np.float32)
         builtin_initial_voltages(self.cell.model_id, self.cell.params, z, v)
-        fs[K.F_V] = v
+        f32_rows[K.F_V] = v
         if self.has_state:  # the host copy is authoritative between trials
             self.cs.copy_to_device(np.ascontiguousarray(self.cell.state.T, np.float64))
-        fs[[K.F_XBAL, K.F_TH, K.F_VRE]] = self._fs_const
-        self.fs.copy_to_device(fs)
-        ds = np.zeros((K.N_F64, n), np.float64)
-        ds[K.D_LAST] = -100.0
-        ds[[K.D_INVTAU, K.D_SIG, K.D_ITP]] = self._ds_const
-        self.ds.copy_to_device(ds)
-        us = np.zeros((K.N_U64, n), np.uint64)
-        us[K.U_NOISE] = rng.stream_states(seed, rng.NOISE, gids, trial_key)
-        us[K.U_OU] = rng.stream_states(seed, rng.STIMULUS, gids, task)
-        self.us.copy_to_device(us)
+        f32_rows[[K.F_XBAL, K.F_TH, K.F_VRE]] = self._fs_const
+        self.f32_rows.copy_to_device(f32_rows)
+        f64_rows = np.zeros((K.N_F64, n), np.float64)
+        f64_rows[K.D_LAST] = -100.0
+        f64_rows[[K.D_INVTAU, K.D_SIG, K.D_ITP]] = self._ds_const
+        self.f64_rows.copy_to_device(f64_rows)
+        u64_rows = np.zeros((K.N_U64, n), np.uint64)
+        u64_rows[K.U_NOISE] = rng.stream_states(seed, rng.NOISE, gids, trial_key)
+        u64_rows[K.U_OU] = rng.stream_states(seed, rng.STIMULUS, gids, task)
+        self.u64_rows.copy_to_device(u64_rows)
         lx = self.l_ff
         self.ff_base_host = np.zeros(max(lx, 1), np.uint64)
         self.ff_base_host[:lx] = rng.stream_states(
@@ -236,79 +253,94 @@ class GpuSimulator:
         cols = np.zeros(0, np.int64) if record_cols is None else np.asarray(record_cols, np.int64)
         roll_idx = np.full(n, -1, np.int64)
         roll_idx[cols] = np.arange(cols.size)
-        is_ = np.zeros((K.N_I64, n), np.int64)
-        is_[K.I_ROLL] = roll_idx
+        i64_rows = np.zeros((K.N_I64, n), np.int64)
+        i64_rows[K.I_ROLL] = roll_idx
         self.n_rec = cols.size
         if self.mode == K.MODE_TEST:
-            is_[K.I_SPK] = roll_idx
+            i64_rows[K.I_SPK] = roll_idx
             self.spk_steps = to_device(np.zeros((cols.size, d.max_times), np.int32))
         else:
-            is_[K.I_SPK] = -1
+            i64_rows[K.I_SPK] = -1
             self.spk_steps = to_device(np.zeros((1, 1), np.int32))
-        self.is_.copy_to_device(is_)
+        self.i64_rows.copy_to_device(i64_rows)
         self.n_vars = len(roll_vars)
         self.roll_sel = to_device(np.array([ROLL_NAMES.index(v) for v in roll_vars], np.int64))
         self.roll = to_device(np.zeros((len(self.group_ranges), self.n_vars, cols.size)))
-        sim = cfg.simulation
-        if not self.has_noise:
-            noise = K.NOISE_NONE
-        elif cfg.neuron.noise_model == "current":
-            noise = K.NOISE_CURRENT
-        else:
-            noise = K.NOISE_VOLTAGE
-        ci = np.zeros(K.N_CI, np.int64)
-        ci[[K.C_STIM_ON, K.C_STIM_OFF, K.C_U0SKIP, K.C_MAXT, K.C_GID0, K.C_U0N]] = (
-            d.stim_on_step,
-            d.stim_off_step,
-            d.u0_skip_steps,
-            d.max_times,
-            self.gid0,
-            d.u0_ncells,
+        self.consts = step_constants(
+            cfg,
+            d,
+            gid0=self.gid0,
+            n_owned=n,
+            model=self.cell.model_id,
+            has_noise=self.has_noise,
+            ou=self.ou if self.stim_online else None,
+            inv_tau_ff=self.inv_tau_ff,
+            n_roll_vars=self.n_vars if cols.size else 0,
         )
-        ci[K.C_NOISE] = noise
-        ci[K.C_ONLINE] = int(self.stim_online)
-        ci[K.C_NFF] = lx
-        ci[K.C_NVARS] = self.n_vars if cols.size else 0
-        ci[K.C_N] = n
-        ci[K.C_MODEL] = self.cell.model_id
-        cf = np.zeros(K.N_CF, np.float64)
-        mu, b, sg = self.ou
-        cf[[K.K_DT, K.K_REFRAC, K.K_TBE, K.K_TBI, K.K_OUMU, K.K_OUB, K.K_OUSIG, K.K_ITFF]] = (
-            sim.dt,
-            cfg.neuron.refrac,
-            cfg.neuron.tau_bal_e,
-            cfg.neuron.tau_bal_i,
-            mu,
-            b,
-            sg,
-            self.inv_tau_ff,
-        )
-        self.ci, self.cf = to_device(ci), to_device(cf)
+        const_i, const_f = pack(self.consts)
+        self.const_i, self.const_f = to_device(const_i), to_device(const_f)
         self._restore = None
         self._t_done = 0
-        self._nargs = (self.ci, self.cf, self.fs, self.ds, self.is_, self.us, self.tr,
-                       self.r_step, self.loc, self.glob, self.stim, self.sample_group,
-                       self.roll_sel, self.roll, self.spk_steps, self.cp, self.cs)  # fmt: skip
+        self._nargs = (
+            self.const_i,
+            self.const_f,
+            self.f32_rows,
+            self.f64_rows,
+            self.i64_rows,
+            self.u64_rows,
+            self.tr,
+            self.r_step,
+            self.loc,
+            self.glob,
+            self.stim,
+            self.sample_group,
+            self.roll_sel,
+            self.roll,
+            self.spk_steps,
+            self.cp,
+            self.cs,
+        )
         w_in, w_ff = shared_weights(self.net)
         self._dargs = (
-            self.ci,
-            self.cf,
+            self.const_i,
+            self.const_f,
             self.glob,
             *self.st,
             *self.pl,
             w_in,
-            self.fs,
+            self.f32_rows,
             self.r_ff,
             self.spk_ff,
             self.ff_base,
             self.rate_ff,
             w_ff,
         )
-        self._fargs = (self.ci, self.cf, self.fs, self.ds, self.is_, self.us, self.tr,
-                       self.r_step, self.glob, self.stim, self.sample_group, self.roll_sel,
-                       self.roll, self.spk_steps, *self.st, *self.pl, w_in, self.r_ff,
-                       self.spk_ff, self.ff_base, self.rate_ff, w_ff, self.cp,
-                       self.cs)  # fmt: skip
+        self._fargs = (
+            self.const_i,
+            self.const_f,
+            self.f32_rows,
+            self.f64_rows,
+            self.i64_rows,
+            self.u64_rows,
+            self.tr,
+            self.r_step,
+            self.glob,
+            self.stim,
+            self.sample_group,
+            self.roll_sel,
+            self.roll,
+            self.spk_steps,
+            *self.st,
+            *self.pl,
+            w_in,
+            self.r_ff,
+            self.spk_ff,
+            self.ff_base,
+            self.rate_ff,
+            w_ff,
+            self.cp,
+            self.cs,
+        )
 
     def advance(self, t_first: int, t_last: int) -> None:
         """Run steps t_first..t_last (1-based, inclusive) of the current trial."""
@@ -403,16 +435,18 @@ class GpuSimulator:
     def finish_trial(self) -> TrialResult:
         d = self.d
         self.state_to_host()
-        is_ = self.is_.copy_to_host()
-        ns = is_[K.I_NS].astype(np.int32)
+        i64_rows = self.i64_rows.copy_to_host()
+        ns = i64_rows[K.I_NS].astype(np.int32)
         bins = None
         if self.n_vars:
             roll = self.roll.copy_to_host()[: len(self.group_ranges), : self.n_vars, : self.n_rec]
             bins = bins_from_groups(roll, self.group_count, self.group_ranges, d.n_learn)
         uavg = u0_std = None
         if self.mode == K.MODE_INIT:
-            ds = self.ds.copy_to_host()
-            uavg, u0_std = init_statistics(ds[K.D_UAVG], ds[K.D_U0S], ds[K.D_U0Q], self.gid0, d)
+            f64_rows = self.f64_rows.copy_to_host()
+            uavg, u0_std = init_statistics(
+                f64_rows[K.D_UAVG], f64_rows[K.D_U0S], f64_rows[K.D_U0Q], self.gid0, d
+            )
         spikes = None
         if self.mode == K.MODE_TEST:
             spikes = self.spk_steps.copy_to_host()[: self.n_rec]
@@ -425,12 +459,16 @@ class GpuSimulator:
     def trial_state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Mid-trial state after the last advanced step, keyed as the CPU ``trial_state``."""
         self.state_to_host()
-        fs, ds = self.fs.copy_to_host(), self.ds.copy_to_host()
-        is_, us = self.is_.copy_to_host(), self.us.copy_to_host()
-        rows = {f"trial_{k}": fs[r] for k, r in _F_ROWS.items()}
-        rows.update(trial_last_spike=ds[K.D_LAST], trial_ns=is_[K.I_NS].astype(np.int32),
-                    trial_noise_rng=us[K.U_NOISE], trial_ou_s=ds[K.D_OUS],
-                    trial_ou_rng=us[K.U_OU])  # fmt: skip
+        f32_rows, f64_rows = self.f32_rows.copy_to_host(), self.f64_rows.copy_to_host()
+        i64_rows, u64_rows = self.i64_rows.copy_to_host(), self.u64_rows.copy_to_host()
+        rows = {f"trial_{k}": f32_rows[r] for k, r in _F_ROWS.items()}
+        rows.update(
+            trial_last_spike=f64_rows[K.D_LAST],
+            trial_ns=i64_rows[K.I_NS].astype(np.int32),
+            trial_noise_rng=u64_rows[K.U_NOISE],
+            trial_ou_s=f64_rows[K.D_OUS],
+            trial_ou_rng=u64_rows[K.U_OU],
+        )
         n_groups, n_vars, n_cols = len(self.group_ranges), self.n_vars, self.n_rec
         if n_cols == self.n and n_vars and n_groups:
             rows["trial_roll"] = np.ascontiguousarray(
@@ -459,19 +497,19 @@ class GpuSimulator:
     ) -> None:
         """Inverse of :meth:`trial_state` (after ``start_trial`` with the same mode and task);
         the step-dependent parts are placed at the next :meth:`advance`."""
-        fs, ds = self.fs.copy_to_host(), self.ds.copy_to_host()
-        is_, us = self.is_.copy_to_host(), self.us.copy_to_host()
+        f32_rows, f64_rows = self.f32_rows.copy_to_host(), self.f64_rows.copy_to_host()
+        i64_rows, u64_rows = self.i64_rows.copy_to_host(), self.u64_rows.copy_to_host()
         for k, r in _F_ROWS.items():
-            fs[r] = rows[f"trial_{k}"]
-        ds[K.D_LAST] = rows["trial_last_spike"]
-        ds[K.D_OUS] = rows["trial_ou_s"]
-        is_[K.I_NS] = rows["trial_ns"]
-        us[K.U_NOISE] = rows["trial_noise_rng"]
-        us[K.U_OU] = rows["trial_ou_rng"]
-        self.fs.copy_to_device(fs)
-        self.ds.copy_to_device(ds)
-        self.is_.copy_to_device(is_)
-        self.us.copy_to_device(us)
+            f32_rows[r] = rows[f"trial_{k}"]
+        f64_rows[K.D_LAST] = rows["trial_last_spike"]
+        f64_rows[K.D_OUS] = rows["trial_ou_s"]
+        i64_rows[K.I_NS] = rows["trial_ns"]
+        u64_rows[K.U_NOISE] = rows["trial_noise_rng"]
+        u64_rows[K.U_OU] = rows["trial_ou_rng"]
+        self.f32_rows.copy_to_device(f32_rows)
+        self.f64_rows.copy_to_device(f64_rows)
+        self.i64_rows.copy_to_device(i64_rows)
+        self.u64_rows.copy_to_device(u64_rows)
         if "trial_roll" in rows:
             n_groups, n_vars, n_cols = len(self.group_ranges), self.n_vars, self.n_rec
             self.roll.copy_to_device(
