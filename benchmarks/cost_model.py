@@ -41,21 +41,22 @@ CLUSTER_GPU = dict(cores_per_node=64, ranks_per_node=4, node_mem_bytes=512 * 10*
                    constants=dict(NET_GBS=25.0, LAT_NET_DOUBLING=3.0e-6))  # fmt: skip
 
 
-def _paper(n: int, precision: str = "float32"):
+def _paper(n: int, precision: str = "float32", loop_threads: str | int = "auto"):
     from tsn_mpi.config import from_dict
 
     return from_dict({"network": {"n_cells": n, "p_ee": 512 / (n // 2)},
                       "plastic": {"l_exc": 45, "l_inh": 45},
-                      "learning": {"p_precision": precision}}, "cost model")  # fmt: skip
+                      "learning": {"p_precision": precision},
+                      "run": {"loop_threads": loop_threads}}, "cost model")  # fmt: skip
 
 
-def _default(n: int = 4096, k: int | None = None):
+def _default(n: int = 4096, k: int | None = None, loop_threads: str | int = "auto"):
     from tsn_mpi.config import from_dict
 
     net = {"n_cells": n}
     if k is not None:
         net["p_ee"] = k / (n // 2)
-    return from_dict({"network": net}, "cost model")
+    return from_dict({"network": net, "run": {"loop_threads": loop_threads}}, "cost model")
 
 
 def _measured_mean(curve: dict, key: str = "elapsed_s") -> float:
@@ -76,7 +77,8 @@ def validation() -> list[dict]:
         sc = json.loads(p.read_text())
         for ranks, r in sc["rows"].items():
             rate = r.get("firing_rate_hz", 4.75)  # init rates 3.4 (E) and 6.1 Hz (I)
-            pred = plan(_default(), int(ranks), rate_hz=rate)
+            # these runs predate the threaded time loop (issue #20): one loop thread
+            pred = plan(_default(loop_threads=1), int(ranks), rate_hz=rate)
             rows.append(dict(label=f"default, R={ranks} (strong)", ranks=int(ranks),
                              measured_s=r["elapsed_s"] - r["io_s"], source=p.name,
                              model_s=pred["seconds_per_loop"], model=pred["time"]))  # fmt: skip
@@ -84,7 +86,9 @@ def validation() -> list[dict]:
     if p.exists():
         ws = json.loads(p.read_text())
         for r in ws["rows"]:
-            pred = plan(_default(r["n_cells"], r["k"]), r["ranks"], rate_hz=r["rate_hz"])
+            pred = plan(
+                _default(r["n_cells"], r["k"], loop_threads=1), r["ranks"], rate_hz=r["rate_hz"]
+            )
             rows.append(dict(label=f"weak, N={r['n_cells']}, R={r['ranks']}", ranks=r["ranks"],
                              measured_s=_measured_mean(r["curve"]), source=p.name,
                              model_s=pred["seconds_per_loop"], model=pred["time"]))  # fmt: skip
@@ -92,7 +96,7 @@ def validation() -> list[dict]:
         pm = json.loads(p.read_text())
         c = pm["train"]["curve"]
         rate = float(np.mean(c["firing_rate_hz"]))
-        pred = plan(_paper(1_000_000, pm["precision"]), pm["ranks"], rate_hz=rate)
+        pred = plan(_paper(1_000_000, pm["precision"], loop_threads=1), pm["ranks"], rate_hz=rate)
         rows.append(dict(label=f"paper 1M, {pm['precision']} P, R={pm['ranks']}",
                          ranks=pm["ranks"], measured_s=_measured_mean(c), source=p.name,
                          model_s=pred["seconds_per_loop"], model=pred["time"]))  # fmt: skip

@@ -29,7 +29,9 @@ Neuron update vs delivery, two methods (both in each process, on the trained net
    the second trial's dynamics differ (no recurrent input: neurons fire regularly from the
    external drive), so its spike count is printed next to it.
 
-The time loop is serial numba code (only RLS is parallel), so it does not depend on T.
+The time loop runs on the T threads 'auto' gives (``run.loop_threads``; fixed for the
+measurement, no run-time tuning); the split (method 1) is measured on one thread, the time
+loop on both (``time_loop_s`` on T threads, ``time_loop_1_s`` on one).
 Saves benchmarks/results/cpu_loop_split.json.
 """
 
@@ -63,7 +65,13 @@ def child(run_dir: Path, nloops: int, reps: int) -> dict:
     from numba import njit
 
     import tsn_mpi
-    from tsn_mpi.backends.cpu.loop import _delivery_phase, _fill_send, _neuron_phase
+    from tsn_mpi.backends.cpu.loop import (
+        _apply_pending,
+        _delivery_phase,
+        _fill_send,
+        _neuron_phase,
+        run_steps_serial,
+    )
 
     t0 = time.perf_counter()
     curve = tsn_mpi.train(run_dir, nloops=nloops, quiet=True)
@@ -72,9 +80,10 @@ def child(run_dir: Path, nloops: int, reps: int) -> dict:
     @njit
     def record_steps(t_first, t_last, mode, task, groups, log_ids, log_ptr):
         send, local_spk = groups[9][0], groups[9][2]
-        gid0 = groups[0].gid0
+        gid0, n = groups[0].gid0, groups[0].n_owned
         for ti in range(t_first, t_last + 1):
-            nsp = _neuron_phase(ti, mode, task, groups)
+            _apply_pending(ti, mode, groups)
+            nsp = _neuron_phase(ti, mode, task, groups, 0, n, local_spk, 0)
             _fill_send(send, local_spk, nsp, gid0, nsp)
             p = log_ptr[ti - 1]
             if p + nsp > log_ids.size:
@@ -102,7 +111,9 @@ def child(run_dir: Path, nloops: int, reps: int) -> dict:
     sim, learner, net, d = live["sim"], live["learner"], live["net"], live["d"]
     learner.apply = False  # benchmark mode: RLS computed, weights fixed -> same trial each rep
     n, ls = sim.n, d.learn_step
-    real_run = sim._run
+    loop_threads = sim.loop_threads
+    sim.set_loop_threads(loop_threads)  # what 'auto' chose, without run-time tuning
+    real_run = sim._run  # the time loop on loop_threads threads (local_spk sized for them)
 
     def trial(run_fn, mode="train_test") -> tuple[float, int]:
         """One trial as in training (chunks of learn_step, RLS between): seconds in advance."""
@@ -149,6 +160,7 @@ def child(run_dir: Path, nloops: int, reps: int) -> dict:
         "plastic": groups[:3] + (no_static,) + groups[4:],
     }
     t_sim = min(trial(real_run)[0] for _ in range(reps))
+    t_sim1 = min(trial(run_steps_serial)[0] for _ in range(reps))
     t_rep = {}
     for name, g in variants.items():
         replay_delivery(1, 2, mode, 0, g, log_ids, log_ptr)  # compile
@@ -161,12 +173,13 @@ def child(run_dir: Path, nloops: int, reps: int) -> dict:
     st_syn = np.diff(st[0])[log_ids[:spikes]].sum()
     pl_syn = np.diff(pl[0])[log_ids[:spikes]].sum()
     replay = dict(
-        time_loop_s=t_sim, delivery_s=t_rep["all"], delivery_static_s=t_rep["static"],
-        delivery_plastic_s=t_rep["plastic"], neuron_update_s=t_sim - t_rep["all"],
+        time_loop_s=t_sim, time_loop_1_s=t_sim1, loop_threads=loop_threads,
+        delivery_s=t_rep["all"], delivery_static_s=t_rep["static"],
+        delivery_plastic_s=t_rep["plastic"], neuron_update_s=t_sim1 - t_rep["all"],
         spikes=spikes, static_synapses=int(st_syn), plastic_synapses=int(pl_syn),
         ns_per_synaptic_event=1e9 * t_rep["all"] / max(int(st_syn + pl_syn), 1),
         us_per_step=1e6 * t_sim / d.n_steps,
-        ns_per_neuron_step=1e9 * (t_sim - t_rep["all"]) / d.n_steps / n,
+        ns_per_neuron_step=1e9 * (t_sim1 - t_rep["all"]) / d.n_steps / n,
     )  # fmt: skip
 
     # method 2: init mode, static delivery on / off
@@ -269,14 +282,17 @@ def main() -> None:
     )
     print("\ntime loop split (method 1: record + replay of the delivery, train_test mode, min of "
           f"{args.reps})")  # fmt: skip
-    hdr = ("threads", "time loop", "neuron", "delivery", "static", "plastic", "us/step")
+    hdr = ("threads", "loop thr.", "time loop", "on 1 thr.", "neuron", "delivery", "static",
+           "plastic", "us/step")  # fmt: skip
     print("".join(f"{h:>10}" for h in hdr) + "   ns/neuron-step  ns/synaptic event")
+    print("(neuron, delivery: one thread; neuron = time loop on one thread - delivery)")
     for t, res in results.items():
         r = res["replay"]
-        vals = [r[k] for k in ("time_loop_s", "neuron_update_s", "delivery_s",
+        vals = [r[k] for k in ("time_loop_s", "time_loop_1_s", "neuron_update_s", "delivery_s",
                                "delivery_static_s", "delivery_plastic_s")]  # fmt: skip
-        print(f"{t:>10}" + "".join(f"{v:10.3f}" for v in vals) + f"{r['us_per_step']:10.1f}"
-              f"{r['ns_per_neuron_step']:17.2f}{r['ns_per_synaptic_event']:19.2f}")  # fmt: skip
+        print(f"{t:>10}{r['loop_threads']:>10}" + "".join(f"{v:10.3f}" for v in vals)
+              + f"{r['us_per_step']:10.1f}{r['ns_per_neuron_step']:17.2f}"
+              f"{r['ns_per_synaptic_event']:19.2f}")  # fmt: skip
     r = next(iter(results.values()))["replay"]
     print(f"(one trial: {r['spikes']} spikes, {r['static_synapses']} static and "
           f"{r['plastic_synapses']} plastic synaptic events)")  # fmt: skip

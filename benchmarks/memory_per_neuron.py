@@ -61,7 +61,7 @@ def build_live(run_dir: Path, checkpoint=None) -> dict:
 TUPLE_NAMES = {
     "static_out": ("out_indptr", "out_post", "out_code", "st_table", "pop_info"),
     "plastic_out": ("out_indptr", "out_post", "out_slot", "w_in"),
-    "scratch": ("z", "u", "drive", "spk", "exchange_s"),
+    "scratch": ("z", "u", "drive", "spk", "exchange_s", "ff_fired"),
     "cell_tuple": ("model_id", "params", "state", "lif_th", "lif_dt_invtau", "lif_vre"),
 }
 
@@ -146,7 +146,11 @@ F = {
     "sim.cap": ("exchange", lambda s: 8, ""),
     "sim.send": ("exchange", lambda s: (s["cap"] + 1) * 4, ""),
     "sim.recv": ("exchange", lambda s: (s["cap"] + 1) * s["R"] * 4, ""),
-    "sim.local_spk": ("exchange", lambda s: max(s["n"], 1) * 4, ""),
+    "sim.local_spk": ("exchange", lambda s: max(s["n"], 1) * 4 * min(s.get("loop_threads", 1), 2),
+                      "spike ids of a step; two halves (step parity) with loop threads"),
+    "sim.all_spk": ("exchange", lambda s: max(s["n"], 1) * 4,
+                    "the threads' spike ids gathered (threaded loop under MPI)"),
+    "sim.ff_fired": ("feed-forward", lambda s: 2 * (s["lx"] + 1) * 4, "drawn inputs of a step"),
     "sim.overflow": ("exchange", lambda s: 16, ""),
     "sim.exchange_s": ("exchange", lambda s: 16, "seconds in allgather and delivery (MPI)"),
     # scratch
@@ -209,7 +213,7 @@ def sizes_live(live: dict, R: int = 1) -> dict:
         n_learn=d.n_learn, n_stim=d.n_stim_steps, stim_pre=not sim.stim_online,
         n_ff_steps=int(net.ff_rates.shape[0]), n_needed=int(sim.needed.size),
         n_after=int(sim.group_of_step.size), n_groups=int(len(sim.group_ranges)),
-        cap=int(sim.cap[0]),
+        cap=int(sim.cap[0]), loop_threads=int(sim.loop_threads),
     )  # fmt: skip
 
 

@@ -1,9 +1,9 @@
 """The package's import graph runs one way: no module imports from a layer above its own.
 
 Layers, lowest first (a module may import its own top-level package and lower layers only):
-errors/version/logging < config, rng, partition, comm < models, network, plot < io < learn,
-simulate (backend-neutral) < backends < monitor, plan, info < phases < api < cli and the
-package root < __main__.
+errors/version/logging/sysmem < config, rng, partition, comm < models, network, plot < io <
+learn, simulate (backend-neutral), data (recordings) < backends < monitor, plan, info, status <
+phases < api < cli and the package root < __main__.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "tsn_mpi"
 LAYERS = [
-    {"errors", "_version", "_numba_cache", "log"},
+    {"errors", "_version", "_numba_cache", "log", "sysmem"},
     {"config", "rng", "partition", "comm"},
     {"models", "network", "plot"},
     {"io"},
-    {"learn", "simulate"},
+    {"learn", "simulate", "data"},
     {"backends"},
-    {"monitor", "plan", "info"},
+    {"monitor", "plan", "info", "status"},
     {"phases"},
     {"api"},
     {"cli", "__init__"},

@@ -164,3 +164,72 @@ def test_partition_work_comes_from_the_plan_cost_model():
     base = d.n_steps * C_NEURON + d.n_learn * d.n_packed / RLS_VALUES_THREAD
     assert w[0] == pytest.approx(base)
     assert w[2] - w[1] == pytest.approx(100 * RATE_HZ * d.train_time / 1000.0 * C_EVENT)
+
+
+def test_phases_init_and_test_peaks() -> None:
+    """init adds the connectivity build (received pairs + incoming lists, 12 B per synapse
+    with the default plugin) and frees the init trial's outgoing map before P; test holds no P."""
+    c = cfg(learning={"p_precision": "float16"})
+    train = plan(c, 2)
+    init = plan(c, 2, phase="init")
+    test = plan(c, 2, phase="test")
+    assert train["phase"] == "train" and init["phase"] == "init"
+    nnz = train["static_synapses_per_rank"]
+    build = init["transients"]["connectivity build (received pairs + incoming lists)"]
+    assert build == nnz * 12 + (train["n_owned"] + 1) * 8
+    comp = init["components"]
+    blocks = init["transients"]["checkpoint and P conversion blocks"]
+    p_phase = (init["persistent_bytes"] - comp["static connectivity (outgoing map)"]
+               - comp["exchange buffers"] + blocks)
+    start = (init["persistent_bytes"] - comp[P_TILES]
+             + init["transients"]["start-up, before P exists (incoming lists)"])
+    assert init["peak_bytes"] == max(p_phase, start, comp["interpreter, numba, h5py, MPI"] + build)
+    assert P_TILES not in test["components"]
+    assert test["peak_bytes"] < train["peak_bytes"] - train["components"][P_TILES] // 2
+    with pytest.raises(ValueError, match="phase"):
+        plan(c, 2, phase="fly")
+
+
+def test_paper_1m_init_peak_near_the_measured_one() -> None:
+    """docs/scaling.md: init of the 1M model with float16 P peaked at 7.19 GB per rank."""
+    from tsn_mpi.config import load_config
+
+    paper = load_config(Path(__file__).parents[1] / "configs" / "paper-1m.toml")
+    p = plan(paper.replace(learning__p_precision="float16"), 2, phase="init")
+    assert 0.85 * 7.19e9 < p["peak_bytes"] < 1.1 * 7.19e9
+
+
+def test_interconnect_sets_the_exchange_between_nodes() -> None:
+    """Across M nodes of k ranks: ceil(log2 k) rounds at LAT_MPI, ceil(log2 M) at the
+    interconnect's latency, the node's k x R x (cap+1) ids at its bandwidth; presets, custom
+    values and the config key agree, and a bad name is refused."""
+    from tsn_mpi import plan as plan_mod
+    from tsn_mpi.config import derive
+    from tsn_mpi.config.schema import INTERCONNECT_NAMES
+    from tsn_mpi.simulate.trial import exchange_capacity
+
+    assert set(INTERCONNECT_NAMES) == set(plan_mod.INTERCONNECTS)
+    c = cfg()
+    d = derive(c)
+    key = "per-step overhead and allgather"
+
+    def step(p: dict) -> float:
+        return p["time"][key] / d.n_steps - plan_mod.C_STEP
+
+    p_n = plan(c, 4)["n_owned"]
+    cap = exchange_capacity(p_n, c.simulation.dt)
+    vol = 2 * 4 * (cap + 1) * 4  # 2 ranks per node receive 4 x (cap+1) ids each
+    for name in ("ethernet-tcp", "infiniband", "shm", "25,2.5"):
+        lat, gbs = plan_mod.interconnect_params(name)
+        p = plan(c, 4, ranks_per_node=2, cores_per_node=2, interconnect=name)
+        assert p["nodes"] == 2 and p["interconnect"] == name and p_n == p["n_owned"]
+        assert step(p) == pytest.approx(plan_mod.LAT_MPI + lat + vol / (gbs * 1e9))
+    assert plan_mod.interconnect_params("25,2.5") == pytest.approx((25e-6, 2.5))
+    tcp = plan(c.replace(run__interconnect="ethernet-tcp"), 4, ranks_per_node=2)
+    same = plan(c, 4, ranks_per_node=2, interconnect="ethernet-tcp")
+    assert tcp["time"][key] == same["time"][key]
+    assert plan(c, 4)["interconnect"] is None  # one node: no network
+    with pytest.raises(ValueError, match="interconnect"):
+        plan(c, 4, ranks_per_node=2, interconnect="carrier-pigeon")
+    with pytest.raises(Exception, match="run.interconnect"):
+        c.replace(run__interconnect="fast")

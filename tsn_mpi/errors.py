@@ -46,3 +46,23 @@ class Interrupted(TsnError):
     """
 
     exit_code = 75
+
+
+class OutputError(TsnError):
+    """An output file cannot be written: disk full, quota, read-only file system, I/O error
+    or permission.  The message names the file, the bytes needed and free, and what is intact.
+
+    Exit code 74 (EX_IOERR): make room (or fix the file system) and resume; files are replaced
+    atomically, so every earlier checkpoint is intact.
+    """
+
+    exit_code = 74
+
+
+class CorruptFileError(TsnError):
+    """A file's data do not match the checksums its writer stored (silent corruption).
+
+    Exit code 65 (EX_DATAERR): resume from an intact checkpoint (``tsn-mpi verify DIR``).
+    """
+
+    exit_code = 65

@@ -1,4 +1,5 @@
-"""``tsn-mpi info``: what this installation and launch will use, printed once (rank 0)."""
+"""``tsn-mpi info``: what this installation and launch will use, printed once (rank 0), with one
+row per rank saying where it runs (host, node, node-local rank, numba threads)."""
 
 from __future__ import annotations
 
@@ -37,11 +38,45 @@ def collect(comm) -> dict[str, str]:
     if getattr(comm, "kind", "") == "mpi":
         rows["MPI library"] = comm.library_version().splitlines()[0].strip()
     rows["numba threading layer"] = _threading_layer()
+    # the threads a run would use: the node's cores shared by the job's ranks on it
+    from tsn_mpi.comm.threads import cores_available, share_cores
+
+    chosen = share_cores(comm)
     env = os.environ.get("NUMBA_NUM_THREADS", "unset")
-    rows["numba threads"] = f"{numba.get_num_threads()} (NUMBA_NUM_THREADS={env}), "
-    rows["numba threads"] += f"cpus {os.cpu_count()}"
+    how = (
+        f"NUMBA_NUM_THREADS={env}"
+        if chosen is None
+        else "cores available to the rank / its node's ranks"
+    )
+    rows["numba threads"] = f"{numba.get_num_threads()} per rank ({how}), "
+    rows["numba threads"] += f"cpus {os.cpu_count()}, available to this rank {cores_available()}"
+    rows["time-loop threads"] = _loop_threads(numba.get_num_threads())
     rows["GPUs"] = _gpus()
     return rows
+
+
+def placement(comm) -> str:
+    """This rank's node, node-local rank and numba threads, as one phrase (collective)."""
+    import numba
+
+    lay = comm.node_layout()
+    return (
+        f"{lay.host}: node {lay.node + 1} of {lay.n_nodes}, node-local rank "
+        f"{lay.local_rank} of {lay.local_size} on the node, {numba.get_num_threads()} "
+        "numba thread(s)"
+    )
+
+
+def _loop_threads(rank_threads: int) -> str:
+    """What run.loop_threads = 'auto' gives a rank here (the CPU backend's time loop)."""
+    from tsn_mpi.backends.cpu.threads import MIN_NEURONS_PER_THREAD, layer_problem
+
+    why = layer_problem() if rank_threads > 1 else None
+    if why is not None:
+        return f"1 per rank ({why})"
+    return (f"'auto': up to {rank_threads} per rank (the numba threads), at least "
+            f"{MIN_NEURONS_PER_THREAD} owned neurons each, one while that measures faster "
+            "(cores shared with other jobs); run.loop_threads sets a number")  # fmt: skip
 
 
 def _threading_layer() -> str:
@@ -79,13 +114,18 @@ def _gpus() -> str:
 
 
 def print_info(comm) -> None:
+    """Print the rows of :func:`collect` on rank 0, then one placement row per rank (its host,
+    node, node-local rank and threads) and, with several ranks, each rank's GPUs."""
     rows = collect(comm)
+    places = comm.allgather_obj(placement(comm))
     gpus = comm.allgather_obj(rows["GPUs"])
     if comm.rank != 0:
         return
     width = max(len(k) for k in rows)
     for k, v in rows.items():
         print(f"{k:<{width}}  {v}")
+    for r, where in enumerate(places):
+        print(f"{'rank ' + str(r):<{width}}  {where}")
     if comm.size > 1:
         for r, g in enumerate(gpus):
             print(f"{'GPUs rank ' + str(r):<{width}}  {g}")

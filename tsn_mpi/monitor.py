@@ -1,8 +1,10 @@
-"""``--monitor-resources S``: sample CPU %, RSS and GPU memory of every rank every S seconds.
+"""Watching a training run: its seconds per loop and ETA, and ``--monitor-resources S``.
 
-A daemon thread per rank samples its own process (from /proc, no extra dependency); the main
-thread gathers the latest samples to rank 0 at loop boundaries (collectives never run in the
-sampling thread) and rank 0 prints one line per rank.
+:class:`LoopTimes` turns loop wall times into the table's ETA, leaving out numba's
+compilation.  :class:`ResourceMonitor` samples CPU %, RSS and GPU memory of every rank every S
+seconds: a daemon thread per rank samples its own process (from /proc, no extra dependency);
+the main thread gathers the latest samples to rank 0 at loop boundaries (collectives never run
+in the sampling thread) and rank 0 prints one line per rank.
 """
 
 from __future__ import annotations
@@ -12,13 +14,31 @@ import sys
 import threading
 import time
 
+from tsn_mpi.sysmem import rss_bytes
 
-def _rss_bytes() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+ETA_WINDOW = 5  # loops averaged for the ETA
+
+
+class LoopTimes:
+    """Seconds per loop as the ETA should see them: each loop's wall time minus the numba
+    compilation inside it (:class:`tsn_mpi.log.CompileWatch`); the run's first loop (cold
+    caches, first touch of P) counts only until a second loop exists; then the mean of the
+    last :data:`ETA_WINDOW` loops."""
+
+    def __init__(self) -> None:
+        self.own: list[float] = []
+
+    def add(self, wall_s: float, compile_s: float = 0.0) -> None:
+        self.own.append(max(wall_s - compile_s, 0.0))
+
+    def per_loop(self) -> float:
+        """The current estimate of seconds per loop (NaN before the first loop)."""
+        recent = (self.own[1:] if len(self.own) > 1 else self.own)[-ETA_WINDOW:]
+        return sum(recent) / len(recent) if recent else float("nan")
+
+    def eta(self, remaining_loops: int) -> float:
+        """Seconds until ``remaining_loops`` more loops are done."""
+        return self.per_loop() * remaining_loops if remaining_loops > 0 else 0.0
 
 
 def _cpu_seconds() -> float:
@@ -64,7 +84,7 @@ class ResourceMonitor:
 
     def _sample(self, t_prev: float, c_prev: float) -> tuple[float, float]:
         t, c = time.monotonic(), _cpu_seconds()
-        rss = _rss_bytes()
+        rss = rss_bytes()
         self.peak_rss = max(self.peak_rss, rss)
         cpu = 100.0 * (c - c_prev) / (t - t_prev) if t > t_prev else 0.0
         gpu = _gpu_bytes()

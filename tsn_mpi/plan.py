@@ -39,15 +39,23 @@ collective (docs/scaling.md has the table):
 - ``n x rate x T x (2K + m) x c_event`` (events received by owned neurons at the init rate,
   5 Hz when unknown), c_event from C_EVENT (2.35 ns) to C_EVENT_MEM (13 ns) by the working set
   of the accumulators and plastic weights (``n x (12 + 4m)`` B);
+- both divided by the time loop's threads T (``run.loop_threads``: 'auto' gives the rank's
+  threads, but at least 1024 neurons each), which meet C_SYNC (1 us) once per step in one
+  process and twice under MPI;
 - ``N x rate x T x C_SPIKE`` when R > 1: every rank looks up every spike of the network;
 - ``n_learn x n x L / V`` with V = min(threads x 2.2e9, 4.3e9 per node shared by its ranks)
   values of P per second (the fused tiled kernel; float16 storage runs at about the same
   values/s as float32, so it halves memory, not time);
 - ``n_steps x (C_STEP + latency + R x (cap+1) x 4 B / bandwidth)``: one allgather of a fixed
   buffer per step; latency LAT_MPI (2 us) within a node, LAT_OVERSUBSCRIBED (20 us) with more
-  ranks than cores, ``LAT_NET_DOUBLING x log2 R`` across nodes; bandwidth SHM_GBS in a node,
-  NET_GBS across nodes.
-- The checkpoint after the last loop adds ``N x L x bytes / CKPT_GBS``; reported apart.
+  ranks than cores; across M nodes of k ranks (block placement) the allgather's rounds are
+  ``ceil(log2 k)`` within a node (LAT_MPI each) and ``ceil(log2 M)`` between nodes (the
+  interconnect's latency each, INTERCONNECTS: ``--interconnect`` / ``run.interconnect``), and
+  the node receives ``k x R x (cap+1) x 4`` B at the interconnect's bandwidth; bandwidth
+  SHM_GBS in a node.
+- A checkpoint (periodic, ``run.checkpoint_every``/``checkpoint_minutes``, and after the last
+  loop) writes ``N x (L x bytes + 4 (m + LX) + 12)`` B (P, weights, checksums; small mode the
+  history instead of P) at CKPT_GBS; reported apart, with the disk the kept files need.
 - More ranks than cores on a node: the time-loop terms times ``(ranks per node / cores)^2``
   (ranks take turns, and MPICH's busy-polling allgather takes the core from the rank it waits
   for); a rough fit to two oversubscribed runs here, never a configuration to use.
@@ -61,10 +69,12 @@ mpich 5.0.2, 2026-11-26, quiet machine).  C_NEURON, C_EVENT and RLS_VALUES_*:
 C_NEURON_MEM, C_EVENT_MEM: ``benchmarks/paper_1m.py`` (1M neurons, 2 ranks: 44.6 s of neuron
 update, 79.4 s of delivery for 6.1e9 events, RLS 4.6e9 values/s per node in float16).
 CKPT_GBS: the 8.55 GB checkpoint of that run (0.70 GB/s).  LAT: infra notes §1.1 (numba-mpi
-allgather 1.7 us at R = 2, 17 us oversubscribed).  C_SPIKE and the cluster constants (NET_GBS,
-LAT_NET_DOUBLING) are estimates, not measured here.  ``benchmarks/cost_model.py`` compares the
-model with every measured run (docs/scaling.md).  Memory is deterministic; see
-benchmarks/results/plan_validation.json and the 1M run for its accuracy.
+allgather 1.7 us at R = 2, 17 us oversubscribed).  C_SPIKE and the InfiniBand preset are
+estimates, not measured here; the ``ethernet-tcp`` preset is TCP between emulated nodes
+(network namespaces on one host, ``benchmarks/internode.py``), see INTERCONNECTS.
+``benchmarks/cost_model.py`` compares the model with every measured run (docs/scaling.md).
+Memory is deterministic; see benchmarks/results/plan_validation.json and the 1M run for its
+accuracy.
 """
 
 from __future__ import annotations
@@ -93,6 +103,7 @@ C_EVENT_MEM = 13.0e-9           # the same with accumulators/weights in memory (
 CACHE_LO = 1 << 20              # working set per rank up to which the cache constants hold (L2)
 CACHE_HI = 32 << 20             # ... from which the memory constants hold (L3); log-linear between
 C_STEP = 0.5e-6                 # s per step and rank (loop overhead)
+C_SYNC = 1.0e-6                 # s per meeting of a rank's time-loop threads (1/step, 2 under MPI)
 LAT_MPI = 2.0e-6                # s per step: one allgather, ranks <= cores
 LAT_OVERSUBSCRIBED = 20.0e-6    # s per step: one allgather, more ranks than cores
 RLS_VALUES_THREAD = 2.2e9       # values of P per second per thread (fused tiled kernel)
@@ -107,9 +118,24 @@ GPU_EVENT_S = 0.0               # GPU deliveries are inside GPU_NEURON_S (K = 51
 C_SPIKE = 10e-9                 # s per spike of the network looked up by each rank (estimate)
 SHM_GBS = 10.0                  # GB/s of an allgather inside one node (shared memory)
 NET_GBS = 12.0                  # GB/s per node of a cluster interconnect (100 Gb/s class)
-LAT_NET_DOUBLING = 2.0e-6       # s per doubling of ranks, cluster allgather (recursive doubling)
+LAT_NET_DOUBLING = 2.0e-6       # s per inter-node round of the allgather (InfiniBand class)
 
-P_BYTES = {"float64": 8, "float32": 4, "float16": 2}
+# The network between nodes: (s per inter-node round of the allgather, GB/s into a node), by
+# name (config key run.interconnect, `tsn-mpi plan --interconnect`; "LAT_US[,GBS]" for others).
+INTERCONNECTS: dict[str, tuple[float, float]] = {
+    # what ranks of one node see: shared memory (LAT_MPI, SHM_GBS); as if all nodes were one
+    "shm": (LAT_MPI, SHM_GBS),
+    # HDR/EDR InfiniBand, RDMA: ~1-2 us per message, 100 Gb/s (an estimate, not measured here)
+    "infiniband": (LAT_NET_DOUBLING, NET_GBS),
+    # kernel TCP between nodes (UCX tcp): the time loop's exchange per step between 2 emulated
+    # nodes, 43 us in the least disturbed run of benchmarks/internode.py (41-49 us in infra
+    # notes §9); a 1-byte ping-pong allgather alone costs 16-25 us there.  10 GbE bandwidth.
+    "ethernet-tcp": (45.0e-6, 1.25),
+}
+
+P_BYTES = {"float64": 8, "float32": 4, "float16": 2, "int32": 4, "int16": 2}
+P_NAME = "P (RLS matrices, AoSoA tiles)"
+PHASES = ("train", "init", "test")
 
 
 def neuron_work(d, in_degree, rate_hz: float = RATE_HZ):
@@ -134,10 +160,24 @@ def _node_mem_bytes() -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
+def on_gpu(cfg) -> bool:
+    """Whether ``cfg`` trains on GPUs (the plan counts device memory apart)."""
+    return cfg.run.backend == "gpu"
+
+
 def _n_groups(cfg, d) -> int:
     from tsn_mpi.simulate.rolling import sample_groups
 
     return int(sample_groups(cfg, d)[1].shape[0])
+
+
+def _loop_threads(cfg, n: int, threads: int) -> int:
+    """Threads of a rank's time loop: ``run.loop_threads`` ('auto' as the CPU backend chooses
+    it on idle cores: ``backends.cpu.threads``), at most the rank's ``threads``."""
+    from tsn_mpi.backends.cpu.threads import loop_threads
+
+    setting = getattr(cfg.run, "loop_threads", "auto")
+    return loop_threads(setting if setting == "auto" else min(int(setting), threads), n, threads)
 
 
 def _spill(working_set: float, c: dict) -> float:
@@ -157,7 +197,8 @@ def _default_stimulus(cfg) -> bool:
 def plan(cfg, ranks: int, gpu: bool = False, node_mem_bytes: int | None = None,
          ranks_per_node: int | None = None, cores_per_node: int | None = None,
          rate_hz: float | None = None, gpu_mem_bytes: int | None = None,
-         constants: dict[str, float] | None = None) -> dict[str, Any]:
+         constants: dict[str, float] | None = None, phase: str = "train",
+         interconnect: str | None = None) -> dict[str, Any]:
     """Predict per-rank memory (bytes, by component) and seconds per training loop.
 
     ``cfg``: a validated Config.  ``ranks``: MPI ranks in total; ``ranks_per_node`` (default
@@ -166,6 +207,11 @@ def plan(cfg, ranks: int, gpu: bool = False, node_mem_bytes: int | None = None,
     ``rate_hz``: mean firing rate (default 5 Hz; :func:`plan_main` reads init's from
     network.h5).  ``gpu_mem_bytes``: memory of one GPU (default 80 GB).  ``constants``:
     overrides of this module's cost constants by name (e.g. a cluster's ``NET_GBS``).
+    ``interconnect``: the network between nodes, a name of INTERCONNECTS or "LAT_US[,GBS]"
+    (default: the config's ``run.interconnect``).
+    ``phase``: whose memory peak: "train" (default), "init" (adds the connectivity build,
+    12-13 B per synapse while the received pairs and the incoming lists coexist; the init
+    trial's time loop is freed before P exists) or "test" (no P is read).
     Returns a dict: ``components`` and ``transients`` (name -> bytes per rank),
     ``peak_bytes`` per rank, ``node_bytes``, ``fits``, ``time`` (name -> s per loop),
     ``seconds_per_loop``, ``checkpoint_s`` and the sizes used.
@@ -174,6 +220,8 @@ def plan(cfg, ranks: int, gpu: bool = False, node_mem_bytes: int | None = None,
 
     if ranks < 1:
         raise ValueError("ranks must be >= 1")
+    if phase not in PHASES:
+        raise ValueError(f"phase {phase!r}: expected one of {PHASES}")
     d = derive(cfg)
     lr = cfg.learning
     N = d.n_cells
@@ -196,7 +244,7 @@ def plan(cfg, ranks: int, gpu: bool = False, node_mem_bytes: int | None = None,
     slot_b = 1 if m <= 256 else (2 if m <= 65536 else 4)
     comp: dict[str, int] = {}
     if fast:
-        comp["P (RLS matrices, AoSoA tiles)"] = -(-n // TILE_W) * TILE_W * length * pb
+        comp[P_NAME] = -(-n // TILE_W) * TILE_W * length * pb
     else:
         rows = d.history + (1 if getattr(lr, "history_mean", False) else 0)  # + the mean row
         comp["small-mode trace history"] = rows * (N + lx) * 8
@@ -216,18 +264,30 @@ def plan(cfg, ranks: int, gpu: bool = False, node_mem_bytes: int | None = None,
         overhead += OVERHEAD_GPU
     comp["interpreter, numba, h5py, MPI"] = overhead
 
+    if phase == "test":  # test restores weights and state only: no P, no history
+        comp.pop(P_NAME, None)
+        comp.pop("small-mode trace history", None)
+
     # transients: the simulator is built (and the incoming lists dropped) before P exists;
     # P moves between tiles and files in blocks of at most ~1 GiB
-    trans = {
-        "start-up, before P exists (incoming lists)":
-            nnz * syn_b + (n + 1) * 8 + n * m * (8 + 8),
-        "checkpoint and P conversion blocks": min(n * length * pb, IO_BLOCK) if fast else 0,
-        "correlation bins": d.n_learn * n * 8,  # the averaged bins (float64); no copies
-    }
     persistent = sum(comp.values())
-    p_all = comp.get("P (RLS matrices, AoSoA tiles)", 0)
-    startup_name = next(iter(trans))
-    peaks = {k: persistent + v - (p_all if k == startup_name else 0) for k, v in trans.items()}
+    startup_name = "start-up, before P exists (incoming lists)"
+    trans = {startup_name: nnz * syn_b + (n + 1) * 8 + n * m * (8 + 8)}
+    base = {startup_name: persistent - comp.get(P_NAME, 0)}  # what exists beside it
+    blocks = min(n * length * pb, IO_BLOCK) if fast else 0
+    if phase == "init":
+        # received (pre, post) int32 pairs and the incoming lists built from them
+        build = "connectivity build (received pairs + incoming lists)"
+        trans[build] = nnz * (8 + syn_b) + (n + 1) * 8
+        base[build] = comp["interpreter, numba, h5py, MPI"]
+        trans["checkpoint and P conversion blocks"] = blocks
+        base["checkpoint and P conversion blocks"] = (  # the init trial's loop is freed
+            persistent - comp["static connectivity (outgoing map)"] - comp["exchange buffers"])
+    elif phase == "train":
+        trans["checkpoint and P conversion blocks"] = blocks
+        trans["correlation bins"] = d.n_learn * n * 8  # the averaged bins (float64)
+        base["checkpoint and P conversion blocks"] = base["correlation bins"] = persistent
+    peaks = {k: base[k] + v for k, v in trans.items()}
     transient_name = max(peaks, key=lambda k: peaks[k])
     peak = peaks[transient_name]
 
@@ -235,14 +295,16 @@ def plan(cfg, ranks: int, gpu: bool = False, node_mem_bytes: int | None = None,
     gpu_mem = int(gpu_mem_bytes or GPU_MEM_BYTES)
     if gpu:
         on_device = [k for k in comp if k != "interpreter, numba, h5py, MPI"]
-        device = sum(comp[k] for k in on_device) + trans["correlation bins"]
+        device = sum(comp[k] for k in on_device) + trans.get("correlation bins", 0)
         host_peak = (comp["interpreter, numba, h5py, MPI"] + comp["traces"]
-                     + max(trans["checkpoint and P conversion blocks"],
+                     + max(trans.get("checkpoint and P conversion blocks", 0),
                            nnz * syn_b * 2 + (N + n) * 8))
         peak = host_peak
     node_bytes = peak * rpn
 
     threads = max(1, cores // rpn)
+    # the time loop's threads (run.loop_threads; 'auto': >= MIN_NEURONS_PER_THREAD neurons each)
+    loop_t = 1 if gpu else _loop_threads(cfg, n, threads)
     c = {k: v for k, v in globals().items() if k.isupper()} | dict(constants or {})
     nodes = -(-ranks // rpn)
     t_trial = d.train_time / 1000.0
@@ -258,8 +320,9 @@ def plan(cfg, ranks: int, gpu: bool = False, node_mem_bytes: int | None = None,
         f_acc = _spill(n * (12 + 4 * m), c)
         c_neuron = c["C_NEURON"] + f_state * (c["C_NEURON_MEM"] - c["C_NEURON"])
         c_event = c["C_EVENT"] + f_acc * (c["C_EVENT_MEM"] - c["C_EVENT"])
-        t["neuron updates"] = d.n_steps * n * c_neuron
-        t["synaptic events"] = n * rate * t_trial * (2 * d.k + m) * c_event
+        # split over the loop's threads (each owns a range of neurons and of targets)
+        t["neuron updates"] = d.n_steps * n * c_neuron / loop_t
+        t["synaptic events"] = n * rate * t_trial * (2 * d.k + m) * c_event / loop_t
     # every rank looks up every spike of the network in its outgoing maps: O(N) per rank
     t["spike lookups (all N)"] = N * rate * t_trial * c["C_SPIKE"] if ranks > 1 else 0.0
     if not gpu and rpn > cores:
@@ -282,14 +345,30 @@ def plan(cfg, ranks: int, gpu: bool = False, node_mem_bytes: int | None = None,
         lat = c["LAT_MPI"] if rpn <= cores else c["LAT_OVERSUBSCRIBED"]
         vol_gbs = c["SHM_GBS"]
     else:
-        lat = c["LAT_NET_DOUBLING"] * math.ceil(math.log2(ranks))
-        vol_gbs = c["NET_GBS"]
+        # rounds within a node, then between nodes (recursive doubling, block placement); the
+        # node's ranks all receive R x (cap+1) ids through the node's link
+        net_lat, net_gbs = interconnect_params(
+            interconnect if interconnect is not None else _config_interconnect(cfg), c)
+        intra = c["LAT_MPI"] if rpn <= cores else c["LAT_OVERSUBSCRIBED"]
+        lat = (intra * math.ceil(math.log2(rpn)) if rpn > 1 else 0.0) + net_lat * math.ceil(
+            math.log2(nodes))
+        recv_bytes *= rpn
+        vol_gbs = net_gbs
+    # the loop's threads meet once per step in one process, twice under MPI
+    meet = 0.0 if loop_t == 1 else c["C_SYNC"] * (1 if ranks == 1 else 2)
     t["per-step overhead and allgather"] = d.n_steps * (
-        (0.0 if gpu else c["C_STEP"]) + lat + (recv_bytes / (vol_gbs * GB) if ranks > 1 else 0))
-    ckpt = (ranks * n * length * pb) / (c["CKPT_GBS"] * GB) if fast else 0.0
+        (0.0 if gpu else c["C_STEP"]) + meet + lat
+        + (recv_bytes / (vol_gbs * GB) if ranks > 1 else 0))
+    # one checkpoint file: P (or the small-mode history), plastic weights, 4-byte checksums
+    hist_rows = d.history + (1 if getattr(lr, "history_mean", False) else 0)
+    ckpt_bytes = N * ((length * pb if fast else 0) + (m + lx) * 4 + 12) + (
+        0 if fast else hist_rows * (N + lx) * 8)
+    ckpt = ckpt_bytes / (c["CKPT_GBS"] * GB)
 
     return {
-        "ranks": ranks, "ranks_per_node": rpn, "threads_per_rank": threads, "gpu": gpu,
+        "phase": phase, "ranks": ranks, "ranks_per_node": rpn, "threads_per_rank": threads,
+        "loop_threads": loop_t,
+        "gpu": gpu,
         "n_cells": N, "n_owned": n, "k": d.k, "n_plastic": m, "n_rls": nr, "p_length": length,
         "static_synapses_per_rank": nnz, "rate_hz": rate,
         "components": comp, "transients": trans, "peak_transient": transient_name,
@@ -298,7 +377,42 @@ def plan(cfg, ranks: int, gpu: bool = False, node_mem_bytes: int | None = None,
         "gpu_mem_bytes": gpu_mem if gpu else 0,
         "fits": node_bytes <= node_mem and (not gpu or device <= gpu_mem),
         "time": t, "seconds_per_loop": sum(t.values()), "checkpoint_s": ckpt,
+        "checkpoint_bytes": ckpt_bytes, "checkpoint_every": cfg.run.checkpoint_every,
+        "checkpoint_minutes": cfg.run.checkpoint_minutes,
+        "checkpoint_keep": cfg.run.checkpoint_keep,
+        "nodes": nodes, "interconnect": None if nodes == 1 else (
+            interconnect if interconnect is not None else _config_interconnect(cfg)),
     }
+
+
+def interconnect_params(spec: str, constants: dict | None = None) -> tuple[float, float]:
+    """(seconds per inter-node round, GB/s into a node) of a name in INTERCONNECTS or of
+    "LAT_US" / "LAT_US,GBS" (bandwidth default: the InfiniBand preset's).  ``constants``
+    (plan's, with overrides) supply the presets that are cost constants: "shm" (LAT_MPI,
+    SHM_GBS) and "infiniband" (LAT_NET_DOUBLING, NET_GBS)."""
+    spec = str(spec).strip()
+    c = constants or {}
+    if spec == "shm":
+        return c.get("LAT_MPI", LAT_MPI), c.get("SHM_GBS", SHM_GBS)
+    if spec == "infiniband":
+        return c.get("LAT_NET_DOUBLING", LAT_NET_DOUBLING), c.get("NET_GBS", NET_GBS)
+    if spec in INTERCONNECTS:
+        return INTERCONNECTS[spec]
+    try:
+        parts = [float(x) for x in spec.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) in (1, 2) and all(0 < x < float("inf") for x in parts):
+        return parts[0] * 1e-6, (parts[1] if len(parts) == 2 else NET_GBS)
+    raise ValueError(f"interconnect {spec!r}: expected one of {', '.join(INTERCONNECTS)} or "
+                     "'LAT_US[,GBS]' (e.g. '25' or '25,1.25')")
+
+
+def _config_interconnect(cfg) -> str:
+    try:
+        return str(cfg.run.interconnect)
+    except AttributeError:  # a config object from before the key existed
+        return "infiniband"
 
 
 def _human(b: float) -> str:
@@ -313,12 +427,17 @@ def format_plan(p: dict[str, Any]) -> str:
     w = max(len(k) for k in [*p["components"], *p["transients"]]) + 16
     lines = [
         f"N = {p['n_cells']}, {p['ranks']} rank(s) ({p['ranks_per_node']} per node, "
-        f"{p['threads_per_rank']} thread(s) each): up to {p['n_owned']} neurons per rank, "
+        f"{p['threads_per_rank']} thread(s) each, {p.get('loop_threads', 1)} in the time loop): "
+        f"up to {p['n_owned']} neurons per rank, "
         f"K = {p['k']}, m = {p['n_plastic']}, RLS n = {p['n_rls']} "
         f"({p['p_length']} values of P per neuron)",
         "",
         f"{'memory per rank':<{w}}{'bytes':>14}{'':>3}",
     ]
+    if p.get("interconnect"):
+        lat, gbs = interconnect_params(p["interconnect"])
+        lines.insert(1, f"{p['nodes']} nodes, interconnect {p['interconnect']} "
+                        f"({lat * 1e6:g} us per message, {gbs:g} GB/s into a node)")
     for k, v in p["components"].items():
         lines.append(f"  {k:<{w - 2}}{v:>14,d}  {_human(v):>10}")
     k = p["peak_transient"]
@@ -340,9 +459,24 @@ def format_plan(p: dict[str, Any]) -> str:
     for k, v in p["time"].items():
         lines.append(f"  {k:<{w - 2}}{v:>14.3f}")
     lines.append(f"  {'total':<{w - 2}}{p['seconds_per_loop']:>14.3f}"
-                 f"   (+ {p['checkpoint_s']:.1f} s for the final checkpoint; "
+                 f"   (+ {p['checkpoint_s']:.1f} s per checkpoint; "
                  f"{p['rate_hz']:.2f} Hz assumed)")
+    lines += ["", _checkpoint_line(p)]
     return "\n".join(lines)
+
+
+def _checkpoint_line(p: dict[str, Any]) -> str:
+    """Size and write time of a checkpoint, when they are written, the disk the kept ones take."""
+    b, when = p["checkpoint_bytes"], []
+    if p["checkpoint_every"]:
+        when.append(f"every {p['checkpoint_every']} loops")
+    if p["checkpoint_minutes"]:
+        when.append(f"every {p['checkpoint_minutes']:g} min")
+    keep = p["checkpoint_keep"]
+    disk = (f"up to {keep + 2} files ({_human((keep + 2) * b)}: the newest {keep}, ckpt-0 and "
+            "the one being written; + the best)" if keep else "all kept")
+    return (f"checkpoint: {_human(b)} per file, ~{p['checkpoint_s']:.1f} s to write; "
+            f"{' and '.join(when + ['after the last loop'])}; disk: {disk}")
 
 
 def _rate_from_network(run_dir: Path) -> float | None:
@@ -381,6 +515,11 @@ def plan_main(argv: list[str] | None = None) -> int:
                    help="memory of one GPU in GB (default 80)")
     p.add_argument("--rate", type=float, metavar="HZ",
                    help="firing rate (default: init's from network.h5, else 5 Hz)")
+    p.add_argument("--interconnect", metavar="NAME|LAT_US[,GBS]",
+                   help="network between nodes: " + ", ".join(
+                       f"{k} ({v[0] * 1e6:g} us, {v[1]:g} GB/s)" for k, v in INTERCONNECTS.items())
+                   + ", or a latency in us per message and optionally GB/s into a node "
+                   "(default: the config's run.interconnect)")
     try:
         args = p.parse_args(argv)
     except SystemExit as exc:
@@ -394,6 +533,11 @@ def plan_main(argv: list[str] | None = None) -> int:
             val = getattr(args, name)
             if val is not None and val <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} = {val}: must be positive")
+        if args.interconnect is not None:
+            try:
+                interconnect_params(args.interconnect)
+            except ValueError as exc:
+                raise ValueError(f"--{exc}") from None
         path = args.target / "config.toml" if args.target.is_dir() else args.target
         cfg = load_config(path)
         rate = args.rate
@@ -403,7 +547,8 @@ def plan_main(argv: list[str] | None = None) -> int:
                       node_mem_bytes=int(args.node_mem * GB) if args.node_mem else None,
                       ranks_per_node=args.ranks_per_node, cores_per_node=args.cores,
                       rate_hz=rate,
-                      gpu_mem_bytes=int(args.gpu_mem * GB) if args.gpu_mem else None)
+                      gpu_mem_bytes=int(args.gpu_mem * GB) if args.gpu_mem else None,
+                      interconnect=args.interconnect)
     except (TsnError, ValueError) as exc:
         print(f"tsn-mpi: error: {exc}", file=sys.stderr)
         return 2

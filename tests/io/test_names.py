@@ -83,7 +83,7 @@ def ckdir(tmp_path: Path) -> Path:
 
 def test_list_checkpoints_sorted(ckdir):
     found = list_checkpoints(ckdir)
-    assert [c.label for c in found] == ["1", "2", "2-cor0.500", "3-cor0.712", "3i", "10", "11"]
+    assert [c.label for c in found] == ["1", "2", "2-cor0.500", "3i", "3-cor0.712", "10", "11"]
     assert all(isinstance(c, Checkpoint) and c.path.parent == ckdir for c in found)
     assert found[2].cor == 0.5 and found[2].kind == "best"
     assert list_checkpoints(ckdir / "missing") == []
@@ -92,9 +92,10 @@ def test_list_checkpoints_sorted(ckdir):
 def test_find_newest_complete(ckdir):
     assert find_checkpoint(ckdir).label == "10"  # 11 is incomplete: skipped silently
     (ckdir / "ckpt-10.h5").unlink()
-    assert find_checkpoint(ckdir, None).label == "3i"  # interrupted 3i is newer than 3-cor
-    (ckdir / "ckpt-3i.h5").unlink()
-    assert find_checkpoint(ckdir).label == "3-cor0.712"
+    # the end of loop 3 (3-cor) is newer than a stop inside it (3i)
+    assert find_checkpoint(ckdir, None).label == "3-cor0.712"
+    (ckdir / "ckpt-3-cor0.712.h5").unlink()
+    assert find_checkpoint(ckdir).label == "3i"
 
 
 @pytest.mark.parametrize(
@@ -120,7 +121,7 @@ def test_find_errors_name_directory_and_choices(ckdir, tmp_path):
     with pytest.raises(CheckpointError) as e:
         find_checkpoint(ckdir, "4")
     msg = str(e.value)
-    assert str(ckdir) in msg and "available: 1, 2, 2-cor0.500, 3-cor0.712, 3i, 10" in msg
+    assert str(ckdir) in msg and "available: 1, 2, 2-cor0.500, 3i, 3-cor0.712, 10" in msg
     assert "(incomplete: 11)" in msg and "\n" not in msg
     with pytest.raises(CheckpointError, match="incomplete"):
         find_checkpoint(ckdir, 11)
@@ -145,3 +146,25 @@ def test_find_errors_name_directory_and_choices(ckdir, tmp_path):
 
 def test_names_module_does_not_import_h5py_at_import():
     assert "h5py" not in names.__dict__
+
+
+def test_prune_keeps_the_newest_periodic_ones_ckpt0_and_the_best(ckdir):
+    make(ckdir, "0")
+    assert names.prune_checkpoints(ckdir, 0) == []  # 0: keep all
+    gone = names.prune_checkpoints(ckdir, 2)
+    assert sorted(p.name for p in gone) == ["ckpt-1.h5", "ckpt-2.h5"]
+    left = [c.label for c in list_checkpoints(ckdir)]
+    # newest two complete: 3i and 10; 11 (incomplete, newer) is left for a human to look at
+    assert left == ["0", "2-cor0.500", "3i", "3-cor0.712", "10", "11"]
+    assert (ckdir / ".ckpt-12.h5.tmp-999").exists()
+    names.prune_checkpoints(ckdir, 1)
+    assert [c.label for c in list_checkpoints(ckdir)] == ["0", "2-cor0.500", "3-cor0.712",
+                                                           "10", "11"]  # fmt: skip
+
+
+def test_temp_files_of_killed_writers_are_removed(ckdir):
+    from tsn_mpi.io import atomic
+
+    (ckdir / ".network.h5.tmp-5").write_bytes(b"x")
+    assert [p.name for p in atomic.remove_temp_files(ckdir, "ckpt-")] == [".ckpt-12.h5.tmp-999"]
+    assert (ckdir / ".network.h5.tmp-5").exists() and (ckdir / "notes.txt").exists()

@@ -539,6 +539,8 @@ def snapshot(root: Path) -> dict[str, tuple]:
     out: dict[str, tuple] = {}
     for p in sorted(root.rglob("*")):
         rel = str(p.relative_to(root))
+        if p.name == "heartbeat.json":  # the job-status file (io/heartbeat.py), not an output
+            continue
         if p.is_dir():
             out[rel] = ("dir",)
         else:

@@ -18,6 +18,8 @@ import pytest
 
 from tests.conftest import ROOT, cli, write_tiny
 from tests.mpirun import TSN, mpi_env, requires_mpi, run_mpi
+from tsn_mpi.config import load_config
+from tsn_mpi.plan import plan
 
 SLOW = """
 [network]
@@ -156,3 +158,36 @@ def test_info_reports_the_write_strategy_of_this_build():
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("checkpoint writes now"))
     assert line.split()[-1] == expected
     assert "size 2" in r.stdout
+
+
+@pytest.mark.mpi
+@requires_mpi
+def test_periodic_checkpoints_keep_the_newest_and_resume_bitwise(base, tmp_path):
+    """--checkpoint-every 2 keeps ckpt-0, the newest two and the best; resuming from a periodic
+    one (on 2 ranks, with wall-time checkpoints after every loop) ends bitwise equal."""
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    shutil.copytree(base, ref)
+    shutil.copytree(base, run)
+    assert cli("train", str(ref), "--nloops", "6", "--checkpoint-minutes", "0").returncode == 0
+    assert sorted(p.name for p in (ref / "checkpoints").iterdir()) == ["ckpt-0.h5", "ckpt-6.h5"]
+    size = (ref / "checkpoints" / "ckpt-6.h5").stat().st_size  # what `tsn-mpi plan` shows
+    assert 0.9 * size < plan(load_config(ref / "config.toml"), 1)["checkpoint_bytes"] < size
+    r = cli("train", str(run), "--nloops", "6", "--checkpoint-every", "2",
+            "--save-best-checkpoint")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert [n for n in names if "cor" not in n] == ["ckpt-0.h5", "ckpt-4.h5", "ckpt-6.h5"]
+    assert len([n for n in names if "cor" in n]) == 1, names
+    for a, b in zip(_weights(ref, 6), _weights(run, 6), strict=True):  # checkpoints change nothing
+        assert np.array_equal(a, b)
+    (run / "checkpoints" / "ckpt-6.h5").unlink()
+    r = run_mpi(2, [*TSN, "train", str(run), "--total-loops", "6", "--checkpoint-minutes",
+                    "1e-6", "--checkpoint-keep", "0"], timeout=300)  # fmt: skip
+    assert r.returncode == 0 and "on 2 rank(s)" in r.stdout, r.stderr
+    assert "using checkpoint 4" in r.stdout
+    have = {p.name for p in (run / "checkpoints").iterdir()}
+    assert {"ckpt-4.h5", "ckpt-5.h5", "ckpt-6.h5"} <= have  # both ranks agreed on each loop
+    for a, b in zip(_weights(ref, 6), _weights(run, 6), strict=True):
+        assert np.array_equal(a, b)
+    for a, b in zip(_curve(ref), _curve(run), strict=True):
+        assert np.array_equal(a, b)

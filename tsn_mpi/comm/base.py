@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class NodeLayout:
+    """Where one rank runs: its node and its place among the job's ranks on that node.
+
+    ``host``: the node's name (MPI_Get_processor_name); ``node``: the node's index in the job
+    (0-based, nodes ordered by their lowest world rank); ``n_nodes``: nodes of the job;
+    ``local_rank``/``local_size``: this rank's index among / the number of the job's ranks on
+    its node (MPI_COMM_TYPE_SHARED, i.e. what shares memory with it).
+    """
+
+    host: str
+    node: int
+    n_nodes: int
+    local_rank: int
+    local_size: int
 
 
 class Comm(Protocol):
@@ -33,12 +51,17 @@ class Comm(Protocol):
         """Send rows send[displ[r]:displ[r]+send_counts[r]] to rank r; returns (rows received
         in source-rank order, counts received from each rank)."""
         ...
+
     def bcast(self, obj: T, root: int = 0) -> T: ...
     def allgather_obj(self, obj: Any) -> list[Any]: ...
     def barrier(self) -> None: ...
     def abort(self, code: int = 1) -> NoReturn: ...
     def node_size(self) -> int:
         """Ranks of this job on this node (collective)."""
+        ...
+
+    def node_layout(self) -> NodeLayout:
+        """This rank's node and node-local rank (collective)."""
         ...
 
     def step_exchange(self) -> Any:

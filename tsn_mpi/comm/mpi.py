@@ -8,6 +8,7 @@ from typing import Any, NoReturn
 import numpy as np
 from numpy.typing import NDArray
 
+from tsn_mpi.comm.base import NodeLayout
 from tsn_mpi.errors import LaunchError
 
 
@@ -173,6 +174,23 @@ class MpiComm:
             return int(node.Get_size())
         finally:
             node.Free()
+
+    def node_layout(self) -> NodeLayout:
+        """This rank's node, node index and node-local rank (collective).
+
+        Nodes are what MPI_COMM_TYPE_SHARED groups (ranks that can share memory), named by
+        MPI_Get_processor_name and numbered in the order of their lowest world rank."""
+        MPI = _mpi()
+        node = self._c.Split_type(MPI.COMM_TYPE_SHARED)
+        try:
+            local_rank, local_size = int(node.Get_rank()), int(node.Get_size())
+            leader = int(node.bcast(self.rank, root=0))  # lowest world rank on this node
+        finally:
+            node.Free()
+        leaders = sorted(set(self._c.allgather(leader)))
+        return NodeLayout(
+            MPI.Get_processor_name(), leaders.index(leader), len(leaders), local_rank, local_size
+        )
 
     def step_clock(self) -> Any:
         """A jitted wall clock for timing phases inside the compiled loop (MPI_Wtime)."""

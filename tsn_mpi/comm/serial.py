@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any, NoReturn
 
 import numpy as np
 from numba import njit
 from numpy.typing import NDArray
+
+from tsn_mpi.comm.base import NodeLayout
 
 
 @njit(cache=True)
@@ -60,6 +63,10 @@ class SerialComm:
     def node_size(self) -> int:
         """Ranks of this job on this node (one process: 1)."""
         return 1
+
+    def node_layout(self) -> NodeLayout:
+        """One process: node 0 of 1, local rank 0 of 1, on this host."""
+        return NodeLayout(socket.gethostname(), 0, 1, 0, 1)
 
     def step_exchange(self) -> Any:
         return serial_exchange

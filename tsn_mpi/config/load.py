@@ -20,10 +20,14 @@ else:  # pragma: no cover
 # keys that do not change the trained model (excluded from the model hash)
 # model keys added after checkpoints existed: hashed only when set away from their default, so
 # the checkpoints of earlier runs keep their model hash
-LATE_MODEL_KEYS = frozenset({"plastic.wpee", "plastic.wpei", "plastic.wpie", "plastic.wpii"})
+LATE_MODEL_KEYS = frozenset({"plastic.wpee", "plastic.wpei", "plastic.wpie", "plastic.wpii",
+                             "targets.threshold_overshoot"}
+                            | {k.path for k in KEYS if k.section == "data"})
 # keys that change how a run executes, not the model (checkpoints stay valid across them)
 NON_MODEL_KEYS = frozenset({"run.backend", "run.h5_writes", "test.neurons", "gpu.fused",
-                            "gpu.rls_kernel", "gpu.rls_unroll"})
+                            "gpu.rls_kernel", "gpu.rls_unroll", "run.checkpoint_every",
+                            "run.checkpoint_minutes", "run.checkpoint_keep",
+                            "run.interconnect", "run.loop_threads"})
 
 
 class Section:

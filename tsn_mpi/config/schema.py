@@ -45,6 +45,28 @@ def plugin_name(x: Any) -> str | None:
     return None
 
 
+INTERCONNECT_NAMES = ("infiniband", "ethernet-tcp", "shm")  # values: tsn_mpi.plan.INTERCONNECTS
+
+
+def interconnect_spec(x: Any) -> str | None:
+    if x in INTERCONNECT_NAMES:
+        return None
+    try:
+        parts = [float(v) for v in str(x).split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) in (1, 2) and all(0 < v < float("inf") for v in parts):
+        return None
+    return ("must be one of " + ", ".join(repr(c) for c in INTERCONNECT_NAMES)
+            + " or 'LAT_US' / 'LAT_US,GBS' with positive numbers")
+
+
+def threads_or_auto(x: Any) -> str | None:
+    if x == "auto" or (isinstance(x, int) and not isinstance(x, bool) and x >= 1):
+        return None
+    return "must be 'auto' or an integer >= 1"
+
+
 def int_or_auto(x: Any) -> str | None:
     if x == "auto" or (isinstance(x, int) and not isinstance(x, bool) and x >= 0):
         return None
@@ -91,6 +113,25 @@ KEYS: list[Key] = [
     K("run", "h5_writes", "auto", str, "How several ranks write one HDF5 file: 'auto' "
       "(collective 'mpio' when h5py has parallel HDF5, else 'turns'), 'turns' (rank by rank), "
       "'mpio' (collective; an error without parallel h5py).", one_of("auto", "turns", "mpio")),
+    K("run", "checkpoint_every", 0, int, "train writes a periodic checkpoint ckpt-<loop>.h5 "
+      "after every loop that is a multiple of this (0: off); the last loop always gets one. "
+      "CLI: --checkpoint-every.", non_negative, unit="loops"),
+    K("run", "checkpoint_minutes", 30.0, float, "train also writes a periodic checkpoint at the "
+      "first loop end after this much wall time since the last one (0: off). CLI: "
+      "--checkpoint-minutes.", non_negative, unit="min"),
+    K("run", "checkpoint_keep", 2, int, "Periodic and interrupt checkpoints kept: the newest "
+      "this many (0: all); ckpt-0 (init's) and the best-correlation one are always kept. CLI: "
+      "--checkpoint-keep.", non_negative),
+    K("run", "interconnect", "infiniband", str, "The network between nodes that 'tsn-mpi plan' "
+      "assumes for the per-step exchange: 'infiniband' (~2 us per message, 12 GB/s), "
+      "'ethernet-tcp' (~45 us, 1.25 GB/s: TCP, measured between emulated nodes), 'shm' (as "
+      "fast as within a node), or 'LAT_US' / 'LAT_US,GBS' (e.g. '25,1.25'). Does not change how "
+      "a run executes. CLI: plan --interconnect.", interconnect_spec),
+    K("run", "loop_threads", "auto", (str, int), "Threads of each rank's CPU time loop "
+      "(neuron update and spike delivery; RLS always uses all the rank's numba threads): "
+      "'auto' = the rank's numba threads (NUMBA_NUM_THREADS, else its cores / ranks on the "
+      "node), but at least 1024 owned neurons per thread; or a number up to the rank's numba "
+      "threads. Results are bitwise the same for any value (docs/scaling.md).", threads_or_auto),
     # ---- network -----------------------------------------------------------------------------
     K("network", "n_cells", 4096, int, "Number of recurrent neurons N.", positive, "Ncells"),
     K("network", "frac_exc", 0.5, float, "Fraction of excitatory neurons: Ne = floor(N*frac_exc)"
@@ -205,6 +246,11 @@ KEYS: list[Key] = [
       None),
     K("targets", "ntasks", 1, int, "Number of tasks (distinct stimulus/target pairs).",
       positive, "itasks"),
+    K("targets", "threshold_overshoot", False, bool, "from_rate_file with K = 0: raise the "
+      "threshold of the rate-to-current conversion by 0.5826*sigma*sqrt(dt/tau_mem_e), the "
+      "overshoot of the Euler-stepped noisy membrane (Siegmund's correction), so neurons fire at "
+      "the target rates; false = the reference (about 13 % below at 13 Hz, sigma 0.65). "
+      "'tsn-mpi new --data' sets it (docs/fitting.md)."),
     # ---- feed-forward ------------------------------------------------------------------------
     K("feedforward", "plugin", "tsn_mpi.network.feedforward:ou_rates", str, "Rate plugin of "
       "the feed-forward Poisson inputs (spec §9.4).", plugin_name, "genRateX_file"),
@@ -262,6 +308,45 @@ KEYS: list[Key] = [
     K("gpu", "rls_unroll", 0, int, "Loads per thread in each unrolled group while the block "
       "kernel stages a P row (0 = its whole share at once; a tuning knob, see docs/gpu.md).",
       non_negative),
+    # ---- data (fitting a recording: docs/fitting.md) -------------------------------------------
+    K("data", "file", "", str, "Recording fitted by this run ('' = none): NWB (.nwb), "
+      "SONATA spikes (.h5 with /spikes), or a PSTH array (.npy, or .h5 with a 'psth' dataset) "
+      "of units x conditions x bins. Set by 'tsn-mpi new DIR --data FILE'; init rebuilds "
+      "data-rates.npy and data-fit.h5 when a [data] key or the file changes."),
+    K("data", "format", "auto", str, "Format of data.file; 'auto' = from its suffix and "
+      "content.", one_of("auto", "nwb", "sonata", "psth")),
+    K("data", "trials", "", str, "SONATA input: the trials file (.csv or .toml) with "
+      "start_time and stop_time in s, and optional condition and alignment columns."),
+    K("data", "population", "", str, "SONATA input: the population under /spikes ('' = the "
+      "only one)."),
+    K("data", "condition", "condition", str, "Trials column holding each trial's condition; one "
+      "task per condition. A table without this column = one condition."),
+    K("data", "align", "start_time", str, "Trials column whose time is time zero of each trial "
+      "(e.g. a stimulus-onset column)."),
+    K("data", "window_start", 0.0, float, "Start of the fitted window, after the alignment "
+      "time (may be negative).", None, unit="ms"),
+    K("data", "window_stop", "auto", (str, float), "End of the fitted window after the "
+      "alignment time; 'auto' = the shortest trial (stop_time - alignment). Becomes "
+      "simulation.train_duration.", number_or_auto, unit="ms"),
+    K("data", "bin_width", 10.0, float, "PSTH bin width (PSTH arrays: the width of their "
+      "bins); must divide the window.", positive, unit="ms"),
+    K("data", "smooth_kernel", "gaussian", str, "Kernel smoothing every PSTH (data and model "
+      "alike), renormalised at the window's edges.", one_of("gaussian", "boxcar", "none")),
+    K("data", "smooth_width", 20.0, float, "Gaussian standard deviation, or boxcar width.",
+      non_negative, unit="ms"),
+    K("data", "min_rate", 0.5, float, "Units firing below this mean rate over the trial "
+      "windows are not fitted.", non_negative, unit="Hz"),
+    K("data", "max_units", 0, int, "Fit only the first this many units kept by min_rate "
+      "(0 = all).", non_negative),
+    K("data", "heldout_fraction", 0.25, float, "Fraction of each condition's trials held out "
+      "from the targets and used to evaluate the fit (a split by data.split_seed, stratified "
+      "by condition; 0 = none).", lambda x: None if 0 <= x < 1 else "must be in [0, 1)"),
+    K("data", "split_seed", 1, int, "Seed of the held-out split (independent of run.seed, so "
+      "runs of several seeds are scored on the same trials).", non_negative),
+    K("data", "hidden", 0, int, "Unrecorded (hidden) neurons added after the units; their "
+      "target is a constant rate.", non_negative),
+    K("data", "hidden_rate", "auto", (str, float), "Target rate of the hidden neurons; 'auto' "
+      "= the mean rate of the fitted units.", number_or_auto, unit="Hz"),
     # ---- test --------------------------------------------------------------------------------
     K("test", "neurons", "0-15", str, "Neurons recorded in test (global ids, 0-based), e.g. "
       "'0-15' or '1,5,9'.", None, "ineurons_to_test"),

@@ -8,7 +8,6 @@ complete new one, never a half-written file.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -61,9 +60,14 @@ def commit(tmp: Path, path: Path) -> None:
 
 
 def discard(tmp: Path) -> None:
-    """Remove a temporary file if it exists."""
-    with contextlib.suppress(FileNotFoundError):
+    """Remove a temporary file if it exists (on a read-only file system there is none)."""
+    try:
         os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        if os.path.lexists(tmp):
+            raise
 
 
 def remove_leftovers(path: Path, keep: Path | None = None) -> list[Path]:
@@ -79,4 +83,20 @@ def remove_leftovers(path: Path, keep: Path | None = None) -> list[Path]:
         if entry.name.startswith(prefix) and p != keep:
             discard(p)
             removed.append(p)
+    return removed
+
+
+def remove_temp_files(directory: Path, prefix: str = "") -> list[Path]:
+    """Delete the temporary files of killed writers in ``directory`` whose target name starts
+    with ``prefix`` (e.g. every ``.ckpt-*.h5.tmp-*`` when a run resumes).  Only for files no
+    live writer can own: call it when this job is the only writer of the directory."""
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        if is_temp_name(entry.name) and entry.name[1:].startswith(prefix):
+            discard(Path(entry.path))
+            removed.append(Path(entry.path))
     return removed

@@ -4,7 +4,9 @@ One HDF5 file per checkpoint, ``<run>/checkpoints/ckpt-<label>.h5``, written by 
 (``tsn_mpi.io.h5_write``: atomic rename, ``complete`` mark).  Per-neuron arrays live under ``rows/``
 (global id on axis 0), rank-independent arrays under ``global/``; an interrupted checkpoint
 (label ``<loop>i``) also holds the mid-trial state under ``trial/`` so resuming continues the
-interrupted loop exactly.  Any rank count can read any checkpoint.
+interrupted loop exactly.  Any rank count can read any checkpoint.  Every dataset carries
+checksums (:mod:`tsn_mpi.io.checksum`), verified while it is read; before writing, rank 0
+checks that the file system has room for the whole file (:func:`tsn_mpi.io.space.check_free`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from tsn_mpi.errors import CheckpointError
-from tsn_mpi.io import h5_read, h5_write
+from tsn_mpi.io import h5_read, h5_write, space
+from tsn_mpi.io.names import list_checkpoints
 from tsn_mpi.io.rows import LazyRows
 
 FORMAT = "tsn-mpi checkpoint 1"
@@ -31,9 +34,18 @@ def write_checkpoint(
     rows: dict[str, np.ndarray],
     globals_: dict[str, np.ndarray],
 ) -> None:
-    """Collective write; ``rows`` hold the owned neurons' rows, ``globals_`` equal on all ranks."""
+    """Collective write; ``rows`` hold the owned neurons' rows, ``globals_`` equal on all ranks.
+
+    Stops with a one-line OutputError before writing anything when the file system lacks the
+    room (the size is known), and with one after a storage error while writing; either way
+    every older checkpoint is intact."""
+    needed = space.estimate_bytes(rows, n_cells, globals_)
+    intact = intact_text(path)
+    space.check_free(path, needed, comm, intact)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with h5_write.create(path, comm, attrs={"format": FORMAT, **attrs}) as w:
+    with h5_write.create(
+        path, comm, attrs={"format": FORMAT, **attrs}, size_hint=needed, intact=intact
+    ) as w:
         for name, arr in rows.items():
             if not isinstance(arr, LazyRows):  # LazyRows are converted block by block
                 arr = np.ascontiguousarray(arr)
@@ -66,12 +78,26 @@ def read_checkpoint(
         for n in f.get("rows", {}).keys():
             if n in lazy:
                 shape, dtype = f[f"rows/{n}"].shape, f[f"rows/{n}"].dtype
-                rows[n] = LazyRows(len(owned), int(np.prod(shape[1:])), dtype,
-                                   functools.partial(_read_block, path, f"rows/{n}", owned))
+                rows[n] = LazyRows(
+                    len(owned),
+                    int(np.prod(shape[1:])),
+                    dtype,
+                    functools.partial(_read_block, path, f"rows/{n}", owned),
+                )
             else:
                 rows[n] = h5_read.read_rows(f, f"rows/{n}", owned)
-        globs = {n: np.asarray(f[f"global/{n}"][...]) for n in f.get("global", {}).keys()}
+        globs = {n: h5_read.read_global(f, f"global/{n}") for n in f.get("global", {}).keys()}
     return attrs, rows, globs
+
+
+def intact_text(path: Path) -> str:
+    """What a failed write of checkpoint ``path`` leaves: the older checkpoints, by name."""
+    older = [c for c in list_checkpoints(path.parent) if c.path.name != path.name]
+    same = f"the previous {path.name} is unchanged" if path.exists() else ""
+    if not older:
+        return same or "no older checkpoint exists"
+    text = f"the older checkpoints are intact (newest: {older[-1].path.name})"
+    return f"{same} and {text[4:]}" if same else text
 
 
 def _read_block(path: Path, name: str, owned: range, lo: int, hi: int) -> np.ndarray:

@@ -4,7 +4,8 @@ Every rank opens the file read-only with serial h5py and reads only its own rows
 datasets have the global neuron id on axis 0 (:func:`read_rows`), ragged per-neuron lists are
 CSR groups (:func:`read_csr`).  Only files whose writer finished, i.e. that carry the
 ``complete = True`` root attribute the writer sets last, are opened (:func:`open_read`,
-:func:`is_complete`).
+:func:`is_complete`).  Every read is checked against the checksums the writer stored
+(:mod:`tsn_mpi.io.checksum`): corrupted rows raise a one-line CorruptFileError.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from numpy.typing import NDArray
 
 from tsn_mpi import errors
 from tsn_mpi.errors import CheckpointError, DataFileError
+from tsn_mpi.io import checksum
 
 COMPLETE = "complete"  # root attribute set last by the writer: the file is finished
+WRITER_ATTRS = (COMPLETE, checksum.ROOT_ATTR)  # the writer's bookkeeping, not the caller's
 
 
 def _error_class(what: str) -> type[errors.TsnError]:
@@ -84,13 +87,24 @@ def _check_rows(f: h5py.File, name: str, rows: range, n: int) -> None:
         )
 
 
-def read_rows(f: h5py.File, name: str, rows: range) -> NDArray:
-    """Rows ``rows`` (a contiguous range of gids) of dataset ``name``."""
+def read_rows(f: h5py.File, name: str, rows: range, verify: bool = True) -> NDArray:
+    """Rows ``rows`` (a contiguous range of gids) of dataset ``name``, checked against their
+    checksums (``verify``)."""
     d = _dataset(f, name)
     _check_rows(f, name, rows, d.shape[0] if d.ndim else 0)
     out = np.empty((len(rows), *d.shape[1:]), dtype=d.dtype)
     if len(rows) and out.size:
         d.read_direct(out, np.s_[rows.start : rows.stop])
+    if verify:
+        checksum.verify_rows(f, name, rows.start, out)
+    return out
+
+
+def read_global(f: h5py.File, name: str, verify: bool = True) -> NDArray:
+    """The whole dataset ``name`` (an array written by every rank alike), checked."""
+    out = np.asarray(_dataset(f, name)[()])
+    if verify:
+        checksum.verify_global(f, name, out)
     return out
 
 
@@ -99,7 +113,13 @@ def read_csr(f: h5py.File, group: str, rows: range) -> tuple[NDArray[np.int64], 
     ptr_d = _dataset(f, f"{group}/indptr")
     _check_rows(f, f"{group}/indptr", rows, ptr_d.shape[0] - 1)
     ptr = ptr_d[rows.start : rows.stop + 1].astype(np.int64)
+    checksum.verify_rows(f, f"{group}/indptr", rows.start, ptr)
     lo, hi = int(ptr[0]), int(ptr[-1])
+    if not 0 <= lo <= hi:
+        raise DataFileError(
+            f"{f.filename}: '{group}/indptr' rows {rows.start}:{rows.stop} "
+            f"are not non-decreasing offsets (file damaged)"
+        )
     values = {}
     for key in f[group]:
         if key != "indptr":
@@ -107,6 +127,7 @@ def read_csr(f: h5py.File, group: str, rows: range) -> tuple[NDArray[np.int64], 
             out = np.empty((hi - lo, *d.shape[1:]), dtype=d.dtype)
             if out.size:
                 d.read_direct(out, np.s_[lo:hi])
+            checksum.verify_csr(f, group, key, rows.start, ptr, out)
             values[key] = out
     return ptr - lo, values
 
@@ -122,6 +143,7 @@ def _py(v: Any) -> Any:
 
 
 def read_attrs(f: h5py.File) -> dict[str, Any]:
-    """Root attributes as plain Python values, without ``complete``: numpy scalars become
-    int/float/bool, bytes str, arrays lists (so ``==`` comparisons just work)."""
-    return {k: _py(v) for k, v in f.attrs.items() if k != COMPLETE}
+    """Root attributes as plain Python values, without the writer's ``complete`` and
+    ``checksums``: numpy scalars become int/float/bool, bytes str, arrays lists (so ``==``
+    comparisons just work)."""
+    return {k: _py(v) for k, v in f.attrs.items() if k not in WRITER_ATTRS}

@@ -13,6 +13,10 @@ Write strategies (:func:`strategy`), chosen by name:
 
 Every file is written under a temporary name, fsynced, marked ``complete = True`` last, and
 renamed onto its target (``tsn_mpi.io.atomic``); readers refuse files without that mark.
+Every dataset carries CRC-32 checksums computed by the ranks that wrote it
+(:mod:`tsn_mpi.io.checksum`).  A storage error (disk full, quota, read-only, EIO, permission)
+on any rank becomes the same one-line OutputError on every rank (:mod:`tsn_mpi.io.space`),
+with the temporary file removed and the previous file, if any, left as it was.
 
 The config key ``run.h5_writes`` ('turns' forces rank-by-rank writes, 'mpio' demands the
 collective driver) reaches this module through :func:`set_strategy`, which every phase calls
@@ -35,7 +39,7 @@ from numpy.typing import NDArray
 from tsn_mpi import errors
 from tsn_mpi.comm.base import Comm
 from tsn_mpi.errors import LaunchError
-from tsn_mpi.io import atomic
+from tsn_mpi.io import atomic, checksum, space
 from tsn_mpi.io.h5_read import COMPLETE
 from tsn_mpi.io.rows import LazyRows
 
@@ -52,7 +56,6 @@ def set_strategy(name: str) -> None:
     if name not in STRATEGIES:
         raise LaunchError(f"{STRATEGY_KEY} = {name!r}: expected 'auto', 'turns' or 'mpio'")
     _forced = name
-
 
 
 def h5py_has_mpi() -> bool:
@@ -118,13 +121,23 @@ def _write_piece(dset: h5py.Dataset, row0: int, arr: NDArray | None, dxpl: Any) 
 
 
 def _write_rows_split(
-    dset: h5py.Dataset, row0: int, arr: NDArray, pieces: int, dxpl: Any, rows_per: int
+    dset: h5py.Dataset,
+    row0: int,
+    arr: NDArray,
+    pieces: int,
+    dxpl: Any,
+    rows_per: int,
+    crc_out: NDArray | None = None,
 ) -> None:
-    """Write ``arr`` in ``pieces`` calls of at most ``rows_per`` rows (empty calls at the end)."""
+    """Write ``arr`` in ``pieces`` calls of at most ``rows_per`` rows (empty calls at the end);
+    ``crc_out``: receives the checksum of every row written, from the buffer handed to HDF5."""
     for i in range(pieces):
-        # the slice is a temporary: with LazyRows each piece is materialised, and holding the
-        # previous one while the next is built would double the peak
-        _write_piece(dset, row0 + i * rows_per, arr[i * rows_per : (i + 1) * rows_per], dxpl)
+        piece = arr[i * rows_per : (i + 1) * rows_per]  # LazyRows: materialised here
+        if crc_out is not None and len(piece):
+            crc_out[i * rows_per : i * rows_per + len(piece)] = checksum.row_crcs(piece)
+        _write_piece(dset, row0 + i * rows_per, piece, dxpl)
+        # holding this piece while the next is built would double the peak (LazyRows)
+        del piece
 
 
 def _rows_per_call(tail: tuple[int, ...], dtype: np.dtype) -> int:
@@ -160,14 +173,27 @@ class Writer:
     ``write_*`` may be kept by reference until the ``with`` block ends (strategy "turns"):
     do not modify them before that."""
 
-    def __init__(self, path: Path, comm: Comm, attrs: Mapping[str, Any] | None, strat: str):
+    def __init__(
+        self,
+        path: Path,
+        comm: Comm,
+        attrs: Mapping[str, Any] | None,
+        strat: str,
+        size_hint: int | None = None,
+        intact: str | None = None,
+    ):
         self.path = path
         self.comm = comm
         self.strategy = strat
+        self.size_hint = size_hint  # bytes the finished file needs, when the caller knows
+        self.intact = intact  # what is left if this write fails (default: the previous file)
+        self.nbytes = 0  # bytes of the datasets declared so far
+        self._reserved = 0  # bytes of the file allocated ahead of the writes (rank 0)
+        self._can_reserve = True  # False where the file system cannot allocate ahead
         self.tmp: Path | None = None
         self._attrs: dict[str, Any] = _checked_attrs(comm.bcast(dict(attrs or {}), root=0))
         self._file: h5py.File | None = None
-        self._plan: list[tuple[str, int, NDArray]] = []  # "turns", ranks > 0
+        self._plan: list[tuple[str, int, NDArray, NDArray | None]] = []  # "turns", ranks > 0
         self._names: set[str] = set()
         self._agreed_failure = False
         self._done = False
@@ -180,11 +206,25 @@ class Writer:
         bad = [(r, g) for r, g in enumerate(got) if g[0] == "fail"]
         if bad:
             self._agreed_failure = True
-            if exc is not None:
-                raise exc
-            r, (_, tname, msg) = bad[0]
-            raise _remote_error(r, tname, msg)
+            if exc is None:
+                r, (_, tname, msg) = bad[0]
+                exc = _remote_error(r, tname, msg)
+            exc.agreed = True  # raised on every rank: the CLI reports it once, on rank 0
+            raise exc
         return [g[1] for g in got]
+
+    def _converted(
+        self, exc: BaseException | None, needed: int | None = None
+    ) -> BaseException | None:
+        """A storage error (disk full, quota, read-only, EIO, permission) as one OutputError
+        line naming the file, the bytes needed and free, and what is intact."""
+        if exc is None or not space.is_io_error(exc):
+            return exc
+        tmp = self.tmp if self.tmp is not None and self.tmp.exists() else None
+        needed = needed or self.size_hint or self.nbytes or None
+        return space.output_error(
+            exc, self.path, needed, self.intact, tmp, at_least=self.size_hint is None
+        )
 
     def _open(self) -> None:
         comm, exc = self.comm, None
@@ -195,13 +235,49 @@ class Writer:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 if self.strategy != "mpio":
                     self._file = h5py.File(self.tmp, "w", locking=False)
+                    self._reserve()
         except Exception as e:  # noqa: BLE001 - reported to all ranks
-            exc = e
+            exc = self._converted(e)
         self._gather(None, exc)
         if self.strategy == "mpio":
-            self._file = h5py.File(
-                self.tmp, "w", driver="mpio", comm=self.comm.mpi_comm, locking=False
-            )
+            try:
+                self._file = h5py.File(
+                    self.tmp, "w", driver="mpio", comm=self.comm.mpi_comm, locking=False
+                )
+                if comm.rank == 0:
+                    self._reserve()
+            except Exception as e:  # noqa: BLE001 - reported to all ranks
+                exc = self._converted(e)
+            self._gather(None, exc)
+
+    def _reserve(self) -> None:
+        """When the file's size is known, allocate its blocks now: no storage error can then
+        come from inside a (collective) data write."""
+        if self.size_hint:
+            self._can_reserve = space.reserve(self.tmp, self.size_hint)
+            self._reserved = self.size_hint
+
+    def _grow(self, nbytes: int) -> BaseException | None:
+        """Rank 0, before a dataset of ``nbytes`` is declared: allocate the file's blocks up to
+        everything declared so far plus it (and some room for metadata), so that a full disk
+        or a quota is found here and agreed on in the dataset's layout exchange, never inside
+        a collective data write.  Returns the storage error (None where it fits, elsewhere)."""
+        if self.comm.rank != 0 or self.tmp is None or not self._can_reserve:
+            return None
+        target = (
+            self.nbytes
+            + int(nbytes)
+            + space.METADATA_BYTES
+            + space.PER_DATASET_BYTES * (len(self._names) + 2)
+        )
+        if target <= self._reserved:
+            return None
+        try:
+            self._can_reserve = space.reserve(self.tmp, target)
+            self._reserved = target
+        except OSError as e:
+            return self._converted(e, target)
+        return None
 
     def _check_name(self, name: str) -> None:
         if self._done:
@@ -210,10 +286,25 @@ class Writer:
             raise ValueError(f"{self.path}: dataset '{name}' written twice")
         self._names.add(name)
 
-    def _layout(self, name: str, start: int, n: int, n_global: int, arr: NDArray, err):
-        """Gather every rank's (start, n, row shape, dtype); check they tile [0, n_global)."""
+    def _layout(
+        self,
+        name: str,
+        start: int,
+        n: int,
+        n_global: int,
+        arr: NDArray,
+        err,
+        crc_rows: int | None = None,
+    ):
+        """Gather every rank's (start, n, row shape, dtype); check they tile [0, n_global).
+        Rank 0 first allocates the dataset's blocks (:meth:`_grow`): a full disk is agreed
+        on in this same exchange."""
         mine = (start, n, n_global, arr.shape[1:], arr.dtype)
-        parts = self._gather(mine, ValueError(f"{self.path}: {err}") if err else None)
+        if not err:
+            row = math.prod(arr.shape[1:]) * np.dtype(arr.dtype).itemsize
+            crcs = n_global if crc_rows is None else crc_rows
+            pre = self._grow(int(n_global) * row + 4 * int(crcs))  # + the checksums
+        parts = self._gather(mine, ValueError(f"{self.path}: {err}") if err else pre)
         full = [p for p in parts if p[1] > 0]
         ref = full[0] if full else parts[0]
         msg = None
@@ -236,16 +327,36 @@ class Writer:
         pieces = max(math.ceil(p[1] / per) for p in parts)
         return parts, tail, dtype, pieces
 
-    def _create(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> h5py.Dataset | None:
+    def _create(
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        dtype: np.dtype,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> h5py.Dataset | None:
+        """Declare a dataset (every rank: counts its bytes); created where the file is open."""
+        self.nbytes += math.prod(shape) * np.dtype(dtype).itemsize
         if self._file is None:
             return None
-        return self._file.create_dataset(name, shape=shape, dtype=dtype, fill_time="never")
+        dset = self._file.create_dataset(name, shape=shape, dtype=dtype, fill_time="never")
+        for key, val in (attrs or {}).items():  # mpio: every rank, the same values
+            dset.attrs[key] = val
+        return dset
 
-    def _put(self, dset: h5py.Dataset | None, name: str, row0: int, arr: NDArray, pieces: int):
-        """Write (or, in "turns" on ranks > 0, plan) this rank's rows of a dataset."""
+    def _put(
+        self,
+        dset: h5py.Dataset | None,
+        name: str,
+        row0: int,
+        arr: NDArray,
+        pieces: int,
+        crc: NDArray | None = None,
+    ):
+        """Write (or, in "turns" on ranks > 0, plan) this rank's rows of a dataset; ``crc``
+        receives their checksums as they are written (for a plan: when it runs)."""
         if self.strategy == "turns" and self.comm.rank > 0:
             if arr.shape[0]:
-                self._plan.append((name, row0, arr))
+                self._plan.append((name, row0, arr, crc))
             return
         if dset is None or dset.size == 0:
             return
@@ -253,9 +364,30 @@ class Writer:
         if self.strategy == "mpio":
             dxpl = h5py.h5p.create(h5py.h5p.DATASET_XFER)
             dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
-            _write_rows_split(dset, row0, arr, pieces, dxpl, per)
+            _write_rows_split(dset, row0, arr, pieces, dxpl, per, crc)
         else:
-            _write_rows_split(dset, row0, arr, math.ceil(arr.shape[0] / per), None, per)
+            _write_rows_split(dset, row0, arr, math.ceil(arr.shape[0] / per), None, per, crc)
+
+    def _put_checksums(
+        self,
+        name: str,
+        parts: list,
+        row0: int,
+        crc: NDArray,
+        n_rows: int,
+        counts: list[int] | None = None,
+        attrs: Mapping[str, Any] | None = None,
+    ):
+        """Write ``checksums/<name>``: one uint32 per row, laid out like the rows of ``name``
+        (``parts``: every rank's (start, n, ...) from :meth:`_layout`; ``counts``: rows per
+        rank when they differ from ``parts``).  No extra collective."""
+        cname = checksum.checksum_name(name)
+        self._check_name(cname)
+        counts = counts or [p[1] for p in parts]
+        per = _rows_per_call((), np.dtype(np.uint32))
+        pieces = max(math.ceil(c / per) for c in counts)
+        dset = self._create(cname, (int(n_rows),), np.dtype(np.uint32), attrs)
+        self._put(dset, cname, row0, crc, pieces)
 
     # -- public API ---------------------------------------------------------------------------
     def write_rows(self, name: str, local: NDArray, start: int, n_global: int) -> None:
@@ -273,7 +405,9 @@ class Writer:
             data = local
         else:
             data = np.ascontiguousarray(local, dtype=dtype) if n else np.empty((0, *tail), dtype)
-        self._put(dset, name, int(start), data, pieces)
+        crc = np.zeros(n, np.uint32)  # filled as the rows are written
+        self._put(dset, name, int(start), data, pieces, crc)
+        self._put_checksums(name, parts, int(start), crc, int(n_global))
 
     def write_csr(
         self,
@@ -321,14 +455,21 @@ class Writer:
         pieces = max(math.ceil(c / _rows_per_call((), np.dtype(np.int64))) for c in counts)
         dset = self._create(f"{group}/indptr", (int(n_global) + 1,), np.dtype(np.int64))
         row0 = int(start) if n else int(n_global)  # a rank without rows writes at most the tail
-        self._put(dset, f"{group}/indptr", row0, rows, pieces)
+        ptr_crc = np.zeros(len(rows), np.uint32)
+        self._put(dset, f"{group}/indptr", row0, rows, pieces, ptr_crc)
+        self._put_checksums(f"{group}/indptr", parts, row0, ptr_crc, int(n_global) + 1, counts)
         for key, v in vals.items():
             name = f"{group}/{key}"
             self._check_name(name)
-            _, tail, dtype, pieces = self._layout(name, offset, nnz, total, v, None)
+            _, tail, dtype, pieces = self._layout(name, offset, nnz, total, v, None, n_global)
             dset = self._create(name, (total, *tail), dtype)
             data = np.ascontiguousarray(v, dtype=dtype) if nnz else np.empty((0, *tail), dtype)
             self._put(dset, name, offset, data, pieces)
+            # one checksum per neuron over its entries (rows of the value array are synapses)
+            crc = checksum.csr_crcs(ptr64, data) if n else np.zeros(0, np.uint32)
+            self._put_checksums(
+                name, parts, int(start), crc, int(n_global), attrs={"per": "neuron"}
+            )
 
     def write_global(self, name: str, arr: NDArray) -> None:
         """Write an array every rank holds identically (rank 0's copy is written)."""
@@ -336,10 +477,13 @@ class Writer:
         arr = np.asarray(arr)
         err = "object arrays cannot be stored" if arr.dtype.hasobject else None
         bad = ValueError(f"{self.path}: '{name}': {err}") if err else None
-        shapes = self._gather((arr.shape, arr.dtype), bad)
+        shapes = self._gather((arr.shape, arr.dtype), bad or self._grow(arr.nbytes))
         if any(s != shapes[0] for s in shapes):
             raise ValueError(f"{self.path}: '{name}': shapes/dtypes differ between ranks {shapes}")
-        dset = self._create(name, arr.shape, arr.dtype)
+        crc = checksum.whole_crc(arr) if self.comm.rank == 0 else None
+        if self.strategy == "mpio":  # a collective attribute: the same value on every rank
+            crc = self.comm.bcast(crc, root=0)
+        dset = self._create(name, arr.shape, arr.dtype, {checksum.GLOBAL_ATTR: np.uint32(crc or 0)})
         if self.comm.rank == 0 and dset is not None and arr.size:
             data = np.ascontiguousarray(arr)
             if arr.ndim == 0:
@@ -356,26 +500,37 @@ class Writer:
     def _write_attrs_and_complete(self, f: h5py.File) -> None:
         for key, val in self._attrs.items():
             f.attrs[key] = val
+        f.attrs[checksum.ROOT_ATTR] = checksum.ALGORITHM
         f.attrs[COMPLETE] = True  # the last thing written
 
     def _run_plan(self) -> None:
         with h5py.File(self.tmp, "r+", locking=False) as f:
-            for name, row0, arr in self._plan:
+            for name, row0, arr, crc in self._plan:  # a row set's checksums come after it
                 dset = f[name]
                 per = _rows_per_call(dset.shape[1:], dset.dtype)
-                _write_rows_split(dset, row0, arr, math.ceil(arr.shape[0] / per), None, per)
+                _write_rows_split(dset, row0, arr, math.ceil(arr.shape[0] / per), None, per, crc)
         self._plan.clear()
         atomic.fsync_file(self.tmp)
 
     def _finish(self) -> None:
         comm, rank, f = self.comm, self.comm.rank, self._file
         if self.strategy == "mpio":
-            f.flush()
-            if rank == 0:
-                atomic.fsync_file(self.tmp)
-            self._write_attrs_and_complete(f)
-            self._file = None
-            f.close()
+            # collective steps; a storage error comes back on every rank (ROMIO agrees on
+            # error codes), each step's outcome is agreed before the next collective
+            for step in ("flush", "fsync", "close"):
+                exc = None
+                try:
+                    if step == "flush":
+                        f.flush()
+                    elif step == "fsync" and rank == 0:
+                        atomic.fsync_file(self.tmp)
+                    elif step == "close":
+                        self._write_attrs_and_complete(f)
+                        self._file = None
+                        f.close()
+                except Exception as e:  # noqa: BLE001 - reported to all ranks
+                    exc = self._converted(e)
+                self._gather(None, exc)
         else:
             exc = None
             for turn in range(comm.size):  # "serial": one turn
@@ -388,7 +543,7 @@ class Writer:
                         elif self._plan:
                             self._run_plan()
                     except Exception as e:  # noqa: BLE001 - reported to all ranks
-                        exc = e
+                        exc = self._converted(e)
                 if comm.size > 1:
                     comm.barrier()
             self._gather(None, exc)
@@ -402,7 +557,7 @@ class Writer:
                 atomic.commit(self.tmp, self.path)
                 atomic.remove_leftovers(self.path, keep=self.path)
             except Exception as e:  # noqa: BLE001 - reported to all ranks
-                exc = e
+                exc = self._converted(e)
         self._gather(None, exc)
 
     def _cleanup(self) -> None:
@@ -414,7 +569,10 @@ class Writer:
             except Exception:  # noqa: BLE001 - already failing; keep the first error
                 pass
         if self.comm.rank == 0 and self.tmp is not None:
-            atomic.discard(self.tmp)
+            try:
+                atomic.discard(self.tmp)
+            except OSError:  # already failing: keep the first error
+                pass
 
     def __enter__(self) -> Writer:
         return self
@@ -425,7 +583,8 @@ class Writer:
                 if ev is None:
                     raise RuntimeError(f"{self.path}: not written (a write call failed)")
                 raise ev
-            self._gather(None, ev)  # raises on every rank if any rank failed in the block
+            # raises on every rank if any rank failed in the block (a storage error as one line)
+            self._gather(None, self._converted(ev))
             self._finish()
         except BaseException as exc:
             self._cleanup()
@@ -437,18 +596,26 @@ class Writer:
         return False
 
 
-def create(path: str | Path, comm: Comm | None = None, attrs: Mapping[str, Any] | None = None):
+def create(
+    path: str | Path,
+    comm: Comm | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    size_hint: int | None = None,
+    intact: str | None = None,
+):
     """Start writing ``path`` collectively; use as ``with create(path, comm) as w: ...``.
 
     The file appears at ``path`` (atomically replacing an older one) only when the ``with``
     block ends without an exception on any rank; otherwise the temporary file is removed and
     the older ``path`` is left as it was.  ``attrs``: root attributes (rank 0's values).
+    ``size_hint`` (bytes of the finished file) and ``intact`` (what is left if the write
+    fails) go into the one-line OutputError of a storage failure.
     """
     if comm is None:
         from tsn_mpi.comm.serial import SerialComm
 
         comm = SerialComm()
-    w = Writer(Path(path), comm, attrs, strategy(comm))
+    w = Writer(Path(path), comm, attrs, strategy(comm), size_hint, intact)
     try:
         w._open()
     except BaseException:

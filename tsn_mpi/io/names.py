@@ -20,7 +20,9 @@ from typing import NamedTuple
 from tsn_mpi.errors import CheckpointError
 
 CHECKPOINT_DIR = "checkpoints"
-KINDS = ("", "best", "i")  # also the order of kinds within one loop (an "i" is the newest)
+# also the order of kinds within one loop: "5i" (stopped inside loop 5) comes before "5" and
+# "5-cor..." (both written at the end of loop 5)
+KINDS = ("i", "", "best")
 
 _FLOAT = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _LABEL = re.compile(rf"(\d+)(?:(i)|-cor({_FLOAT}))?")
@@ -116,7 +118,7 @@ def _available(found: list[Checkpoint]) -> str:
 def find_checkpoint(directory: str | Path, spec: str | int | None = None) -> Checkpoint:
     """The checkpoint to restore.
 
-    ``spec`` None: the newest complete one (highest loop; "5i" is newer than "5"), silently
+    ``spec`` None: the newest complete one (highest loop; "5" is newer than "5i"), silently
     skipping files without the ``complete`` mark.  An int or a label ("5", "5i",
     "37-cor0.712", or a file name "ckpt-5i.h5"): exactly that one; it must be complete.
     Raises CheckpointError naming the directory and the available checkpoints.
@@ -149,3 +151,21 @@ def find_checkpoint(directory: str | Path, spec: str | int | None = None) -> Che
                 )
             return c
     raise CheckpointError(f"no checkpoint {text!r} in {d}; available: {_available(found)}")
+
+
+def prune_checkpoints(directory: str | Path, keep: int) -> list[Path]:
+    """Delete all but the newest ``keep`` periodic, end-of-run and interrupt checkpoints
+    (kinds "" and "i" after loop 0) of ``directory``; ``keep`` 0 keeps all.  ``ckpt-0`` (init's)
+    and the best-correlation checkpoint are never deleted.  Returns the deleted paths."""
+    if keep <= 0:
+        return []
+    from tsn_mpi.io.h5_read import is_complete
+
+    rolling = [c for c in list_checkpoints(directory) if c.kind in ("", "i") and c.loop > 0]
+    kept = [c for c in rolling if is_complete(c.path)][-keep:]
+    gone = []
+    for c in rolling:
+        if kept and c not in kept and _sort_key(c) < _sort_key(kept[-1]):
+            c.path.unlink(missing_ok=True)
+            gone.append(c.path)
+    return gone

@@ -91,13 +91,13 @@ def read_network(path: Path, cfg, d, owned: range) -> tuple[Network, dict[str, A
         by_pop = "static_by_population" in f
         if by_pop:
             code = np.zeros(0, np.uint8)
-            table = np.asarray(f["static_by_population"][...], dtype=np.float32)
+            table = h5_read.read_global(f, "static_by_population").astype(np.float32)
         elif "weight" in vals:
             code = np.arange(pre.size, dtype=np.int32)
             table = vals["weight"].astype(np.float32)
         else:
             code = vals["code"]
-            table = np.asarray(f["static_table"][...], dtype=np.float32)
+            table = h5_read.read_global(f, "static_table").astype(np.float32)
         targets = np.ascontiguousarray(h5_read.read_rows(f, "targets", owned).transpose(1, 2, 0))
         if a["stimulus"] == "online-ou":
             stim: Any = OnlineOU(float(a["stim_mu"]), float(a["stim_b"]), float(a["stim_sigma"]))
@@ -115,7 +115,7 @@ def read_network(path: Path, cfg, d, owned: range) -> tuple[Network, dict[str, A
             w_ff=h5_read.read_rows(f, "plastic/w_ff0", owned).astype(np.float32),
             targets=targets,
             stimulus=stim,
-            ff_rates=np.asarray(f["ff_rates"][...], dtype=np.float64),
+            ff_rates=h5_read.read_global(f, "ff_rates").astype(np.float64),
             st_by_population=by_pop,
         )
         init = {

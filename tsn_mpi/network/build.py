@@ -10,6 +10,7 @@ Nothing of size O(N × anything) is ever held by one rank.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,9 +86,11 @@ def _check_array(name: str, arr: Any, shape: tuple[int, ...], key: str) -> np.nd
     return arr
 
 
-def build_static(ctx, comm, part) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+def build_static(ctx, comm, part, progress: Callable[[int, int], None] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:  # fmt: skip
     """Incoming static CSR of the owned neurons: (indptr, pre gids, codes, weight table,
-    by_population).
+    by_population).  ``progress(done, total)``, if given, is called after each block of
+    presynaptic neurons (``total`` = blocks + 1: the last step sorts the incoming lists).
 
     When every weight depends only on the populations of its pre and post neuron (the default
     plugin), no weight or code is stored per synapse: ``codes`` is empty and ``table`` holds
@@ -133,6 +136,8 @@ def build_static(ctx, comm, part) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
         for r in range(comm.size):
             received[r].append(recv[offs[r] : offs[r + 1]])
         del send, recv
+        if progress is not None:
+            progress(b + 1, n_blocks + 1)
     chunks = List()
     for per_rank in received:  # rank-major = increasing presynaptic id
         for c in per_rank:

@@ -63,6 +63,17 @@ def open_run(run_dir: str | Path, comm: Comm | None = None, quiet: bool = False,
                get_backend(cfg.run.backend))
 
 
+def check_memory(run: Run, phase: str, force: bool = False) -> None:
+    """The memory gate (:mod:`tsn_mpi.phases.memory`) for this run's launch; collective.
+    Call it before the phase allocates (for the GPU, after :func:`start_backend`)."""
+    from tsn_mpi.phases.memory import memory_gate
+    from tsn_mpi.plan import on_gpu
+
+    # init: the host side of the training that follows
+    memory_gate(run.cfg, run.comm, phase, run.run_dir, gpu=on_gpu(run.cfg), force=force,
+                out=run.out)  # fmt: skip
+
+
 def build_cell(ctx: PluginContext) -> CellModel:
     from tsn_mpi.network.build import call_plugin
 

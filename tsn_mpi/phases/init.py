@@ -15,8 +15,10 @@ from tsn_mpi.backends.cpu import CpuLearner, CpuSimulator
 from tsn_mpi.comm import Comm
 from tsn_mpi.comm.agree import agree
 from tsn_mpi.io.checkpoint import write_checkpoint
+from tsn_mpi.io.heartbeat import Heartbeat
 from tsn_mpi.io.names import checkpoint_dir, checkpoint_name
 from tsn_mpi.io.network_file import write_network
+from tsn_mpi.log import CompileWatch, format_seconds
 from tsn_mpi.network.build import (
     Network,
     build_ff_rates,
@@ -29,6 +31,7 @@ from tsn_mpi.network.stimulus import OnlineOU
 from tsn_mpi.phases.common import (
     NETWORK_NAME,
     build_cell,
+    check_memory,
     noise_sigma,
     open_run,
     release_incoming,
@@ -37,22 +40,55 @@ from tsn_mpi.phases.common import (
 from tsn_mpi.phases.train import checkpoint_attrs, checkpoint_payload
 
 
-def run_init(run_dir: str | Path, itasks: list[int] | None = None, comm: Comm | None = None,
-             quiet: bool = False) -> dict:
-    """Build the network of ``run_dir`` and write network.h5 + checkpoints/ckpt-0.h5."""
+def run_init(
+    run_dir: str | Path,
+    itasks: list[int] | None = None,
+    comm: Comm | None = None,
+    quiet: bool = False,
+    force: bool = False,
+) -> dict:
+    """Build the network of ``run_dir`` and write network.h5 + checkpoints/ckpt-0.h5.
+
+    ``force``: start even when the memory gate (:mod:`tsn_mpi.phases.memory`) says the model
+    does not fit this launch."""
     run = open_run(run_dir, comm, quiet)
-    cfg, d, comm, owned = run.cfg, run.d, run.comm, run.owned
+    check_memory(run, "init", force)
+    hb = Heartbeat(
+        run.run_dir, "init", active=run.comm.rank == 0, ranks=run.comm.size, n_cells=run.d.n_cells
+    )
+    run.out.on_progress = hb.stage
+    try:
+        with hb, CompileWatch(run.out):
+            return _init(run, itasks)
+    finally:
+        run.out.on_progress = None
+
+
+def _init(run, itasks: list[int] | None) -> dict:
+    cfg, d, comm, owned, out = run.cfg, run.d, run.comm, run.owned, run.out
     t0 = time.perf_counter()
     itasks = list(range(d.ntasks)) if itasks is None else list(itasks)
+    out.info(
+        f"init: {d.n_cells:,} neurons on {comm.size} rank(s), K = {d.k}, "
+        f"{d.n_plastic} plastic inputs per neuron"
+    )
     ctx = run.ctx({"itasks": itasks})
-    st_indptr, st_pre, st_code, st_table, by_pop = build_static(ctx, comm, run.part)
-    run.out.info(f"static connectivity: {time.perf_counter() - t0:.1f} s")
+    with out.stage("static connectivity") as st:
+        st_indptr, st_pre, st_code, st_table, by_pop = build_static(ctx, comm, run.part, st.update)
     n = len(owned)
     empty = Network(
-        d.n_cells, owned, st_indptr, st_pre, st_code, st_table,
-        np.zeros((n, 0), np.int32), np.zeros((n, 0), np.float32),
-        np.zeros((n, d.l_ff), np.float32), np.zeros((1, d.n_learn, n), np.float32),
-        OnlineOU(0.0, 1.0, 0.0), np.zeros((d.n_steps - d.stim_off_step, d.l_ff)),
+        d.n_cells,
+        owned,
+        st_indptr,
+        st_pre,
+        st_code,
+        st_table,
+        np.zeros((n, 0), np.int32),
+        np.zeros((n, 0), np.float32),
+        np.zeros((n, d.l_ff), np.float32),
+        np.zeros((1, d.n_learn, n), np.float32),
+        OnlineOU(0.0, 1.0, 0.0),
+        np.zeros((d.n_steps - d.stim_off_step, d.l_ff)),
         st_by_population=by_pop,
     )
 
@@ -60,48 +96,79 @@ def run_init(run_dir: str | Path, itasks: list[int] | None = None, comm: Comm | 
         cell = build_cell(ctx)  # init runs on the CPU whatever run.backend says
         return cell, CpuSimulator(cfg, d, empty, cell, comm, tau_plas(run), noise_sigma(run))
 
-    cell, sim = agree(comm, setup)
-    sim.start_trial("init", 0, 0)
-    t1 = time.perf_counter()
-    step = 1
-    chunk = max(d.learn_step, 1000)
-    while step <= d.n_steps:
-        last = min(step + chunk - 1, d.n_steps)
-        sim.advance(step, last)
-        run.out.progress("init trial", last, d.n_steps, t1)
-        step = last + 1
-    res = sim.finish_trial()
-    counts = comm.allgather_counts(n)
-    ns_all = comm.allgatherv(res.ns.astype(np.int32), counts)
-    u0 = comm.allgatherv(res.u0_std, comm.allgather_counts(res.u0_std.size))
+    with out.stage("init trial (spontaneous activity)") as st:
+        cell, sim = agree(comm, setup)
+        sim.start_trial("init", 0, 0)
+        step = 1
+        chunk = max(d.learn_step, 1000)
+        while step <= d.n_steps:
+            last = min(step + chunk - 1, d.n_steps)
+            sim.advance(step, last)
+            st.update(last, d.n_steps)
+            step = last + 1
+        res = sim.finish_trial()
+        counts = comm.allgather_counts(n)
+        ns_all = comm.allgatherv(res.ns.astype(np.int32), counts)
+        u0 = comm.allgatherv(res.u0_std, comm.allgather_counts(res.u0_std.size))
     ustd = float(np.mean(u0))
     rate_e = 1000.0 * float(np.mean(ns_all[: d.n_exc])) / d.train_time
     rate_i = 1000.0 * float(np.mean(ns_all[d.n_exc :])) / d.train_time
-    run.out.info(f"mean excitatory firing rate: {rate_e} Hz")
-    run.out.info(f"mean inhibitory firing rate: {rate_i} Hz")
-    init = {"uavg": res.uavg, "ustd": ustd, "ns": ns_all, "ns_owned": res.ns, "itasks": itasks,
-            "rate_e": rate_e, "rate_i": rate_i}
+    out.info(f"mean excitatory firing rate: {rate_e:.3f} Hz")
+    out.info(f"mean inhibitory firing rate: {rate_i:.3f} Hz")
+    init = {
+        "uavg": res.uavg,
+        "ustd": ustd,
+        "ns": ns_all,
+        "ns_owned": res.ns,
+        "itasks": itasks,
+        "rate_e": rate_e,
+        "rate_i": rate_i,
+    }
     ctx = run.ctx(init)
 
-    def build() -> Network:  # plugins and data files, checked on every rank (agreed)
-        pl_pre, w_in, w_ff = build_plastic(ctx)
-        return Network(
-            d.n_cells, owned, st_indptr, st_pre, st_code, st_table, pl_pre, w_in, w_ff,
-            build_targets(ctx), build_stimulus(ctx), build_ff_rates(ctx),
-            st_by_population=by_pop,
+    # plugins and data files, checked on every rank (agreed)
+    with out.stage("plastic partners"):
+        pl_pre, w_in, w_ff = agree(comm, lambda: build_plastic(ctx))
+    with out.stage("targets and stimulus"):
+        targets, stim, ff = agree(
+            comm, lambda: (build_targets(ctx), build_stimulus(ctx), build_ff_rates(ctx))
         )
-
-    net = agree(comm, build)
-    write_network(run.run_dir / NETWORK_NAME, net, init, cfg, d, comm)
+    net = Network(
+        d.n_cells,
+        owned,
+        st_indptr,
+        st_pre,
+        st_code,
+        st_table,
+        pl_pre,
+        w_in,
+        w_ff,
+        targets,
+        stim,
+        ff,
+        st_by_population=by_pop,
+    )
+    with out.stage(f"writing {NETWORK_NAME}"):
+        write_network(run.run_dir / NETWORK_NAME, net, init, cfg, d, comm)
     nnz = int(comm.allreduce_sum(np.array([st_pre.size], np.int64))[0])
     # the static lists are on disk; free them (and the init trial's copy) before P exists
     sim = empty = st_pre = st_code = None
     release_incoming(net)
-    learner = CpuLearner(cfg, d, net)
-    rows, globs = checkpoint_payload(net, learner, cell, curve=None)
-    write_checkpoint(
-        checkpoint_dir(run.run_dir) / checkpoint_name(0), comm, owned, d.n_cells,
-        checkpoint_attrs(cfg, d, learner, nnz, loop=0, kind=""), rows, globs,
+    with out.stage("initial P"):
+        learner = CpuLearner(cfg, d, net)
+    name = checkpoint_name(0)
+    with out.stage(f"writing {name} (initial weights and P)"):
+        rows, globs = checkpoint_payload(net, learner, cell, curve=None)
+        write_checkpoint(
+            checkpoint_dir(run.run_dir) / name,
+            comm,
+            owned,
+            d.n_cells,
+            checkpoint_attrs(cfg, d, learner, nnz, loop=0, kind=""),
+            rows,
+            globs,
+        )
+    out.info(
+        f"init done in {format_seconds(time.perf_counter() - t0)}: {run.run_dir / NETWORK_NAME}"
     )
-    run.out.info(f"init done in {time.perf_counter() - t0:.1f} s: {run.run_dir / NETWORK_NAME}")
     return {"rate_e": rate_e, "rate_i": rate_i, "ustd": ustd}

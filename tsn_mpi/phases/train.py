@@ -22,14 +22,17 @@ from tsn_mpi.comm.agree import agree
 from tsn_mpi.errors import DivergenceError, Interrupted
 from tsn_mpi.io import h5_write
 from tsn_mpi.io.checkpoint import write_checkpoint
+from tsn_mpi.io.heartbeat import Heartbeat
 from tsn_mpi.io.names import checkpoint_dir, checkpoint_name, list_checkpoints
 from tsn_mpi.learn.correlation import mean_correlation, pearson_per_neuron
-from tsn_mpi.log import TABLE_HEADER, format_row
-from tsn_mpi.monitor import ResourceMonitor
+from tsn_mpi.log import TABLE_HEADER, CompileWatch, format_row
+from tsn_mpi.monitor import LoopTimes, ResourceMonitor
+from tsn_mpi.phases import checkpointing
 from tsn_mpi.phases.common import (
     CURVE_NAME,
     Run,
     balance_by_work,
+    check_memory,
     choose_task,
     open_run,
     start_backend,
@@ -124,15 +127,35 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
               save_best_checkpoint: bool = False, restore_from_checkpoint: str | int | None = None,
               total_loops: int | None = None, comm: Comm | None = None,
               quiet: bool = False, monitor_resources: float | None = None,
-              backend: str | None = None) -> dict[str, np.ndarray]:
+              backend: str | None = None, force: bool = False,
+              checkpoint_every: int | None = None, checkpoint_minutes: float | None = None,
+              checkpoint_keep: int | None = None) -> dict[str, np.ndarray]:
     """Train; returns the learning curve (all loops so far) as arrays.
 
     ``backend``: "cpu" or "gpu" overrides ``run.backend`` (the CLI's ``--gpu``).
     ``monitor_resources``: every that many seconds, sample CPU %, RSS and GPU memory of every
-    rank; rank 0 prints them after each loop."""
+    rank; rank 0 prints them after each loop.  ``force``: start even when the memory gate
+    (:mod:`tsn_mpi.phases.memory`) says the launch does not fit.  ``checkpoint_every``,
+    ``checkpoint_minutes``, ``checkpoint_keep``: periodic checkpoints (None: the config's
+    ``run.checkpoint_*``; :mod:`tsn_mpi.phases.checkpointing`)."""
     run = open_run(run_dir, comm, quiet, backend)
+    sched = checkpointing.CheckpointSchedule.from_config(
+        run.cfg.run, checkpoint_every, checkpoint_minutes, checkpoint_keep)
+    agree(run.comm, lambda: start_backend(run))
+    check_memory(run, "train", force)
+    hb = Heartbeat(run.run_dir, "train", active=run.comm.rank == 0, ranks=run.comm.size,
+                   backend=run.cfg.run.backend, n_cells=run.d.n_cells)  # fmt: skip
+    with hb, CompileWatch(run.out) as cw:
+        return _train(run, hb, cw, nloops, correlation_interval, save_best_checkpoint,
+                      restore_from_checkpoint, total_loops, monitor_resources,
+                      sched)  # fmt: skip
+
+
+def _train(run: Run, hb: Heartbeat, cw: CompileWatch, nloops, correlation_interval,
+           save_best_checkpoint, restore_from_checkpoint, total_loops, monitor_resources,
+           sched: checkpointing.CheckpointSchedule):
+    """:func:`run_train` once the run is open, its memory checked and its heartbeat beating."""
     cfg, d, comm = run.cfg, run.d, run.comm
-    agree(comm, lambda: start_backend(run))
     agree(comm, lambda: balance_by_work(run))
     # files and plugins are checked on every rank and agreed on: bad input on any rank gives
     # the same one-line error on all of them (no rank left waiting in a collective)
@@ -140,7 +163,10 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
     nnz = int(comm.allreduce_sum(np.array([net.st_pre.size], np.int64))[0])
     expect = {"model_hash": cfg.model_hash(), "n_cells": d.n_cells, "n_plastic": d.n_plastic,
               "n_rls": d.n_rls, "static_nnz": nnz}
-    state = agree(comm, lambda: restore_state(run, net, init, ck, expect))
+    # a corrupted checkpoint: the error names the newest intact one
+    state = checkpointing.restore_naming_intact(
+        run, ck, lambda: restore_state(run, net, init, ck, expect))
+    checkpointing.start(run)  # temporary files of killed checkpoint writers
     chooser = agree(comm, lambda: choose_task(run))
     attrs, rows, globs = state.attrs, state.rows, state.globs
     cell, learner, sim = state.cell, state.learner, state.sim
@@ -154,13 +180,16 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
     run.out.info(f"using checkpoint {ck.label}; training loops {first}..{last} on "
                  f"{comm.size} rank(s)")
     run.out.info(f"backend: {run.backend.describe()}")
+    run.out.info(sched.describe())
     run.out.info(TABLE_HEADER)
+    hb.update(first_loop=first, last_loop=last, loop=done, stage="training", force=True)
     maxcor = max([c for c in curve.cols["correlation"] if c == c] or [-np.inf])
-    walls: list[float] = []
+    walls = LoopTimes()
     monitor = ResourceMonitor(monitor_resources) if monitor_resources else nullcontext()
     with _Signals() as sigs, monitor:
         for loop in range(first, last + 1):
             t0 = time.perf_counter()
+            compiled0 = cw.seconds
             task = int(chooser(loop, ntasks))
             measure = loop % correlation_interval == 0
             mode = "train_test" if measure else "train"
@@ -181,13 +210,16 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
                 timing["deliver_s"] = float(sim.exchange_s[-1]) - dl0
             if stop_step is not None:
                 _write_interrupt(run, sim, learner, net, cell, curve, nnz, loop, stop_step,
-                                 prior + time.perf_counter() - t0)
+                                 prior + time.perf_counter() - t0, sched.keep)
                 raise Interrupted(
                     f"stopped by signal {sigs.flag} at loop {loop} step {stop_step}; resume with "
                     f"'tsn-mpi train {run.run_dir} --restore-from-checkpoint {loop}i'"
                 )
             res = sim.finish_trial()
-            spikes = int(comm.allreduce_sum(np.array([res.ns.sum()], np.int64))[0])
+            # rank 0's wall-time checkpoint decision rides on this Allreduce (no collective added)
+            tot = comm.allreduce_sum(np.array([res.ns.sum(), sched.wall_flag(comm.rank)],
+                                              np.int64))  # fmt: skip
+            spikes, periodic = int(tot[0]), sched.due(loop, bool(tot[1])) or loop == last
             rate = 1000.0 * spikes / d.n_cells / (d.n_steps * cfg.simulation.dt)
             cor, n_nan = None, 0
             if measure:
@@ -201,16 +233,21 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
             if save_best_checkpoint and cor is not None and n_nan == 0 and cor > maxcor:
                 _save(run, net, learner, cell, curve, nnz, loop, "", cor=cor, best=True)
                 maxcor = cor
-            if loop == last:
-                _save(run, net, learner, cell, curve, nnz, loop, "")
+            if periodic:
+                agree(comm, lambda lp=loop: _save(run, net, learner, cell, curve, nnz, lp, "",
+                                                  keep=sched.keep))  # fmt: skip
+                sched.written()
             elapsed = prior + time.perf_counter() - t0
             curve.cols["elapsed_s"][-1] = elapsed
             curve.cols["io_s"][-1] = time.perf_counter() - t_io
-            walls.append(elapsed)
-            if comm.rank == 0:
-                curve.write(run.run_dir / CURVE_NAME)
-            eta = float(np.mean(walls[-5:])) * (last - loop)
+            # the slowest rank's compilation held every rank (the ETA leaves it out)
+            walls.add(elapsed, float(comm.allreduce_max(np.array([cw.seconds - compiled0]))[0]))
+            # rank 0 writes; a storage error there stops every rank with the same line
+            agree(comm, lambda: curve.write(run.run_dir / CURVE_NAME) if comm.rank == 0 else None)
+            eta = walls.eta(last - loop)
             run.out.info(format_row(loop, task, elapsed, rate, cor, n_nan, eta))
+            hb.update(loop=loop, task=task, rate_hz=rate, correlation=cor, eta_s=eta,
+                      s_per_loop=walls.per_loop(), loop_ended=time.time())  # fmt: skip
             if monitor_resources:
                 monitor.report(comm, run.out)
     return curve.arrays()
@@ -262,7 +299,9 @@ def _diverged(run: Run, learner, loop, task, step) -> None:
 
 
 def _save(run: Run, net, learner, cell, curve, nnz, loop, kind, cor=None, best=False,
-          extra=None, trial=None) -> None:
+          extra=None, trial=None, keep: int = 0) -> None:
+    """Write checkpoint ``<loop><kind>`` (collective); then rank 0 keeps the newest ``keep``
+    periodic/interrupt checkpoints (0: all) and, for a best one, only the newest best."""
     cdir = checkpoint_dir(run.run_dir)
     name = checkpoint_name(loop, kind, cor if best else None)
     learner.sync_to_host()  # GPU: weights live on the device
@@ -276,10 +315,14 @@ def _save(run: Run, net, learner, cell, curve, nnz, loop, kind, cor=None, best=F
         for c in list_checkpoints(cdir):
             if c.cor is not None and c.path.name != name:
                 c.path.unlink(missing_ok=True)
+    if not best:
+        checkpointing.prune(run, keep)
     run.comm.barrier()
 
 
-def _write_interrupt(run, sim, learner, net, cell, curve, nnz, loop, step, elapsed) -> None:
+def _write_interrupt(run, sim, learner, net, cell, curve, nnz, loop, step, elapsed,
+                     keep: int = 0) -> None:
     extra = {"trial_step": int(step), "trial_learn_seq": int(sim.learn_seq),
              "trial_elapsed": float(elapsed)}
-    _save(run, net, learner, cell, curve, nnz, loop, "i", extra=extra, trial=sim.trial_state())
+    _save(run, net, learner, cell, curve, nnz, loop, "i", extra=extra, trial=sim.trial_state(),
+          keep=keep)

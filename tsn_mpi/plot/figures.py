@@ -9,6 +9,7 @@ so plotting changes no global backend, registers nothing with pyplot and leaves 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,11 +255,24 @@ def check_formats(formats: Iterable[str]) -> list[str]:
 
 
 def save_figure(fig: Any, stem: Path, formats: Sequence[str]) -> list[Path]:
-    """Save ``fig`` as ``stem.<fmt>`` for every format, then clear it; returns the paths."""
+    """Save ``fig`` as ``stem.<fmt>`` for every format, then clear it; returns the paths.
+    Each file is written under a temporary name and renamed when complete (a full disk leaves
+    the previous figure, never a truncated one); an OSError names the figure's file."""
     out = []
     for fmt in formats:
         p = stem.with_name(f"{stem.name}.{fmt}")
-        fig.savefig(p, format=fmt, dpi=150)
+        tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+        try:
+            fig.savefig(tmp, format=fmt, dpi=150)
+            os.replace(tmp, p)
+        except BaseException as e:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:  # e.g. a read-only file system: nothing was written either
+                pass
+            if isinstance(e, OSError):
+                raise OSError(e.errno, e.strerror or str(e), str(p)) from e
+            raise
         out.append(p)
     fig.clear()
     return out
@@ -295,9 +309,10 @@ def plot_test(
     """Draw the synaptic-input and PSTH figures of a test run (spec §7.3).
 
     For every task k (0-based, as in the file: task0, task1, ...) writes
-    ``test-syninput-task{k}.{fmt}`` (target "data", median over trials "model" with a band of
-    ± normalized MAD, trial 0 "model1") and ``test-psth-task{k}.{fmt}`` (PSTH "model"; ``rates``
-    overlaid as "data" when given) for every format.
+    ``test-syninput-task{k}.{fmt}`` (target "data"; with several trials the median over trials
+    with a band of ± normalized MAD and trial 0 thin; with one trial that trial alone) and
+    ``test-psth-task{k}.{fmt}`` (PSTH "model"; ``rates`` overlaid as "data" when given) for
+    every format.  Legends list only what is drawn (no band where the MAD is zero).
 
     neurons: global ids (0-based) to draw, all recorded in ``test_file`` (NeuronSelectionError,
     a ValueError, names the others); default the first 16 recorded. out_dir: default the test
@@ -319,17 +334,15 @@ def plot_test(
     with matplotlib.rc_context({"font.size": 8, "axes.titlesize": 9, "legend.fontsize": 7}):
         for k in range(data.ntasks):
             med, mad = median_mad(data.utotal[:, k], axis=0)
-            fig, axes = _neuron_grid(n, f"synaptic input, task {k} ({data.ntrials} trials)")
+            trials = f"{data.ntrials} trial{'s' if data.ntrials > 1 else ''}"
+            fig, axes = _neuron_grid(n, f"synaptic input, task {k} ({trials})")
             for j, ax in enumerate(axes):
                 ax.plot(x, data.targets[k, :, j], color="k", lw=1.2, label="data")
-                ax.fill_between(x, med[:, j] - mad[:, j], med[:, j] + mad[:, j],
-                                color="C0", alpha=0.3, lw=0)  # fmt: skip
-                ax.plot(x, med[:, j], color="C0", lw=1.2, label="model (median ± MAD)")
-                ax.plot(x, data.utotal[0, k, :, j], color="C1", lw=0.8, label="model1 (trial 0)")
+                _model_lines(ax, x, data.utotal[:, k, :, j], med[:, j], mad[:, j])
                 _label(ax, j, n, "synaptic input (a.u.)", int(data.gids[j]), False)
             written += save_figure(fig, out / f"test-syninput-task{k}", fmts)
 
-            fig, axes = _neuron_grid(n, f"spike rate, task {k} ({data.ntrials} trials)")
+            fig, axes = _neuron_grid(n, f"spike rate, task {k} ({trials})")
             for j, ax in enumerate(axes):
                 trials = [data.spike_steps[t][k][j] for t in range(data.ntrials)]
                 hz = psth(trials, data.dt, edges, data.ntrials)
@@ -340,6 +353,20 @@ def plot_test(
                 _label(ax, j, n, "spike rate (Hz)", int(data.gids[j]), bool(data.capped[j]))
             written += save_figure(fig, out / f"test-psth-task{k}", fmts)
     return written
+
+
+def _model_lines(ax: Any, x: NDArray, trials: NDArray, med: NDArray, mad: NDArray) -> None:
+    """The model's synaptic input of one neuron, ``trials`` (ntrials, n_learn): with one trial
+    that trial; with several the median, its ± MAD band (when not zero) and trial 0 thin."""
+    ntrials = trials.shape[0]
+    if ntrials == 1:
+        ax.plot(x, trials[0], color="C0", lw=1.2, label="model (1 trial)")
+        return
+    if np.any(mad > 0):
+        ax.fill_between(x, med - mad, med + mad, color="C0", alpha=0.3, lw=0,
+                        label="model ± MAD")  # fmt: skip
+    ax.plot(x, med, color="C0", lw=1.2, label=f"model (median of {ntrials} trials)")
+    ax.plot(x, trials[0], color="C1", lw=0.6, alpha=0.8, label="model, trial 0")
 
 
 def _task_rates(rates: NDArray[np.floating], data: TestOutput) -> list[NDArray]:

@@ -24,7 +24,11 @@ def learner_for_training(cfg, d, net, **state) -> CpuLearner:
 def describe() -> str:
     import numba
 
-    return f"cpu (numba, {numba.get_num_threads()} thread(s) per rank)"
+    from tsn_mpi.backends.cpu.simulator import LOOP_THREADS
+
+    nt, why = LOOP_THREADS
+    loop = f"; time loop {nt} thread(s)" + (f" ({why})" if why else "")
+    return f"cpu (numba, {numba.get_num_threads()} thread(s) per rank{loop})"
 
 
 BACKEND = Backend("cpu", lambda comm: None, CpuSimulator, learner_for_training, describe)

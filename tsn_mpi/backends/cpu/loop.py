@@ -18,9 +18,14 @@ vectorises, instead of one loop with branches; the LIF membrane update is inline
 built-in models are dispatched by id.  Arithmetic mirrors the reference's mixed precision:
 state is float32, the filter and membrane increments are computed in float64 (dt is float64).
 
-Two entry points share one implementation: :func:`run_steps_serial` (one process, built-in
-models; cached on disk) and :func:`make_run_steps` (any exchange/cell functions, e.g. numba-mpi;
-compiled at start-up because numba cannot cache kernels that call MPI).
+The phases take a range of owned neurons (``lo..hi``): the neuron update of those neurons, and
+the delivery of a list of spikes *to* those targets (a slice of each sorted outgoing row), so
+:mod:`~tsn_mpi.backends.cpu.loop_threads` splits a step over threads without changing any
+sum.  The O(N) trace update (:func:`_apply_pending`) and the feed-forward draws (:func:`_ff_draw`)
+are global and run once per step.  One-thread entry points: :func:`run_steps_serial` (one
+process, built-in models; cached on disk) and :func:`make_run_steps` (any exchange/cell
+functions, e.g. numba-mpi; compiled at start-up because numba cannot cache kernels that call
+MPI).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from tsn_mpi.simulate.step_constants import (
     MODE_TRAIN,
     MODE_TRAIN_TEST,
     NOISE_CURRENT,
+    NOISE_NONE,
     NOISE_VOLTAGE,
 )
 
@@ -87,9 +93,28 @@ def init_voltages(init_v, params, z, v):  # pragma: no cover - jitted
 
 
 @njit(cache=True)
-def _neuron_phase(ti, mode, task, groups):  # pragma: no cover - jitted
-    """Steps (a)-(g) of step ``ti``: traces, noise, filters, recording, drive, membrane,
-    spike collection; returns the number of local spikes (ids in ``xchg`` local_spk)."""
+def _apply_pending(ti, mode, groups):  # pragma: no cover - jitted
+    """Step (a) of step ``ti``: apply the spikes of step ti-1 to the presynaptic traces (spec
+    §3.3 6g, train modes only).  Touches only the O(N) trace arrays: one thread does it."""
+    if mode == MODE_TRAIN or mode == MODE_TRAIN_TEST:
+        r_val, r_step, a_pre, inc_pre, pending, n_pending = groups[5]
+        a_scalar = a_pre.size == 1
+        for k in range(n_pending[0]):
+            j = pending[k]
+            if a_scalar:
+                r_val[j] = r_val[j] * math.pow(a_pre[0], ti - r_step[j]) + inc_pre[0]
+            else:
+                r_val[j] = r_val[j] * math.pow(a_pre[j], ti - r_step[j]) + inc_pre[j]
+            r_step[j] = ti
+        n_pending[0] = 0
+
+
+@njit(cache=True)
+def _neuron_phase(ti, mode, task, groups, lo, hi, out, base):  # pragma: no cover - jitted
+    """Steps (b)-(g) of step ``ti`` for the owned neurons ``lo..hi-1``: noise, filters,
+    recording, drive, membrane, spike collection.  The local ids of the neurons that fired are
+    written, increasing, to ``out[base:]``; returns their number.  ``lo`` and ``hi`` are
+    multiples of 8 (or ``hi`` = n), so ranges of different threads share no flag word."""
     (consts, neuron, cell, static_out, plastic_out, traces, ff, stim, record, xchg, scratch) = (
         groups
     )
@@ -114,28 +139,21 @@ def _neuron_phase(ti, mode, task, groups):  # pragma: no cover - jitted
         noise_rng,
     ) = neuron
     model_id, params, cstate, lif_th, lif_invtau, lif_vre = cell  # lif_invtau = dt/tau_mem
-    st_indptr, st_post, st_code, st_table, st_pop = static_out
-    pl_indptr, pl_post, pl_slot, w_in = plastic_out
-    r_val, r_step, a_pre, inc_pre, pending, n_pending = traces
-    r_ff, spk_ff, rate_ff, w_ff, ff_rng, inv_tau_ff = ff
+    st_post = static_out[1]
     stim_arr, stim_online, ou_s, ou_rng, ou_mu, ou_b, ou_sig = stim
     (sample_group, roll_idx, roll_sel, roll, spk_idx, spk_steps, uavg, u0_sum, u0_sumsq) = record
-    send, recv, local_spk, cap_arr, n_ranks, overflow = xchg
-    z, u, drive, spk, _ = scratch
+    z, u, drive, spk = scratch[0], scratch[1], scratch[2], scratch[3]
 
-    n = v.size
-    n_words = spk.size // 8
     spk_words = spk.view(np.uint64)
+    # unsigned loop indices: numba then emits no negative-index wraparound for a[i], which
+    # otherwise keeps LLVM from vectorising a loop whose start is not a constant (~3x slower)
+    ulo, uhi = np.uint64(lo), np.uint64(hi)
     has_static = st_post.size > 0
     plastic_on = mode != MODE_INIT
-    training = mode == MODE_TRAIN or mode == MODE_TRAIN_TEST
-    has_noise = False
-    for i in range(sig.size):
-        if sig[i] > 0:
-            has_noise = True
+    # the simulator sets NOISE_NONE exactly when no neuron's sigma is > 0
+    has_noise = noise_kind != NOISE_NONE
     sig_scalar = sig.size == 1
     tau_scalar = inv_tau_post.size == 1
-    a_scalar = a_pre.size == 1
     n_vars = roll_sel.size
     sqdt = math.sqrt(dt)
     inv_te = 1.0 / tau_bal_e
@@ -146,23 +164,13 @@ def _neuron_phase(ti, mode, task, groups):  # pragma: no cover - jitted
 
     if True:
         t = dt * ti
-        # (a) traces: apply the spikes of step ti-1 (spec §3.3 6g, train modes only)
-        if training:
-            for k in range(n_pending[0]):
-                j = pending[k]
-                if a_scalar:
-                    r_val[j] = r_val[j] * math.pow(a_pre[0], ti - r_step[j]) + inc_pre[0]
-                else:
-                    r_val[j] = r_val[j] * math.pow(a_pre[j], ti - r_step[j]) + inc_pre[j]
-                r_step[j] = ti
-            n_pending[0] = 0
         # (b) noise: one normal per neuron from its own stream (spec §3.3 step 4)
         if has_noise:
-            for i in range(n):
+            for i in range(ulo, uhi):
                 z[i] = normal(noise_rng, i)
         # (c) synaptic filters (spec §3.3 6a-6d); accumulators are consumed and zeroed
         if has_static:
-            for i in range(n):
+            for i in range(ulo, uhi):
                 ue = np.float64(u_bale[i])
                 ui = np.float64(u_bali[i])
                 u_bale[i] = ue + (-dt * ue + in_e[i]) * inv_te
@@ -171,16 +179,16 @@ def _neuron_phase(ti, mode, task, groups):  # pragma: no cover - jitted
                 in_i[i] = 0.0
         if plastic_on:
             if tau_scalar:
-                for i in range(n):
+                for i in range(ulo, uhi):
                     up = np.float64(u_plas[i])
                     u_plas[i] = up + (-dt * up + in_p[i]) * itp0
                     in_p[i] = 0.0
             else:
-                for i in range(n):
+                for i in range(ulo, uhi):
                     up = np.float64(u_plas[i])
                     u_plas[i] = up + (-dt * up + in_p[i]) * inv_tau_post[i]
                     in_p[i] = 0.0
-        for i in range(n):
+        for i in range(ulo, uhi):
             ub = u_bale[i] + u_bali[i]
             if current_noise:
                 s_i = sig[0] if sig_scalar else sig[i]
@@ -189,16 +197,16 @@ def _neuron_phase(ti, mode, task, groups):  # pragma: no cover - jitted
             u[i] = ub + u_plas[i] if plastic_on else ub
         # (d) recording (spec §3.3 6e-6f)
         if mode == MODE_INIT and ti > u0_skip_steps:
-            for i in range(n):
+            for i in range(ulo, uhi):
                 uu = np.float64(u[i])
                 uavg[i] += uu
-                if gid0 + i < u0_ncells:
+                if gid0 + np.int64(i) < u0_ncells:
                     u0_sum[i] += uu
                     u0_sumsq[i] += uu * uu
         if ti > stim_off_step and n_vars > 0:
             g = sample_group[ti - stim_off_step]
             if g >= 0:
-                for i in range(n):
+                for i in range(ulo, uhi):
                     col = roll_idx[i]
                     if col >= 0:
                         for q in range(n_vars):
@@ -216,7 +224,7 @@ def _neuron_phase(ti, mode, task, groups):  # pragma: no cover - jitted
         if plastic_on and stim_on_step < ti and ti < stim_off_step:
             row = ti - stim_on_step - 1
             if stim_online:
-                for i in range(n):
+                for i in range(ulo, uhi):
                     if row == 0:
                         ou_s[i] = 0.0
                     else:
@@ -227,14 +235,14 @@ def _neuron_phase(ti, mode, task, groups):  # pragma: no cover - jitted
                         )
                     drive[i] = np.float32(x_bal[i] + np.float32(ou_s[i])) + u[i]
             else:
-                for i in range(n):
+                for i in range(ulo, uhi):
                     drive[i] = np.float32(x_bal[i] + stim_arr[task, row, i]) + u[i]
         else:
-            for i in range(n):
+            for i in range(ulo, uhi):
                 drive[i] = x_bal[i] + u[i]
         # (f) membrane (spec §3.3 6i-6j); voltage noise also reaches refractory neurons
         if model_id == LIF:
-            for i in range(n):
+            for i in range(ulo, uhi):
                 vi = v[i]
                 if voltage_noise:
                     s_i = sig[0] if sig_scalar else sig[i]
@@ -247,7 +255,7 @@ def _neuron_phase(ti, mode, task, groups):  # pragma: no cover - jitted
                 last_spike[i] = t if fire else last_spike[i]
                 spk[i] = 1 if fire else 0
         else:
-            for i in range(n):
+            for i in range(ulo, uhi):
                 vi = v[i]
                 if voltage_noise:
                     s_i = sig[0] if sig_scalar else sig[i]
@@ -255,7 +263,13 @@ def _neuron_phase(ti, mode, task, groups):  # pragma: no cover - jitted
                 fire = False
                 if t > last_spike[i] + refrac:
                     vn, fire = builtin_step(
-                        model_id, params, cstate, i, np.float64(vi), np.float64(drive[i]), dt
+                        model_id,
+                        params,
+                        cstate,
+                        np.int64(i),
+                        np.float64(vi),
+                        np.float64(drive[i]),
+                        dt,
                     )
                     vi = np.float32(vn)
                     if fire:
@@ -264,13 +278,13 @@ def _neuron_phase(ti, mode, task, groups):  # pragma: no cover - jitted
                 spk[i] = 1 if fire else 0
         # (g) collect this step's spikes (word-wise scan of the flags)
         nsp = 0
-        for wd in range(n_words):
+        for wd in range(lo // 8, (hi + 7) // 8):
             if spk_words[wd] != 0:
                 for b in range(8):
                     i = wd * 8 + b
                     if spk[i]:
                         ns[i] += 1
-                        local_spk[nsp] = i
+                        out[base + nsp] = i
                         nsp += 1
                         if spk_idx.size > 0:
                             rec = spk_idx[i]
@@ -279,72 +293,128 @@ def _neuron_phase(ti, mode, task, groups):  # pragma: no cover - jitted
         return nsp
 
 
+@njit(cache=True, inline="always")
+def _lower_bound(a, first, last, x):  # pragma: no cover - jitted
+    """The first index in ``first..last-1`` whose ``a`` is >= x (``a`` increasing there)."""
+    while first < last:
+        mid = (first + last) >> 1
+        if a[mid] < x:
+            first = mid + 1
+        else:
+            last = mid
+    return first
+
+
 @njit(cache=True)
-def _delivery_phase(ti, mode, task, groups, src, stride):  # pragma: no cover - jitted
-    """Steps (i)-(j) of step ``ti``: deliver the exchanged spikes (rank-major = gid order),
-    then the feed-forward inputs."""
-    (consts, neuron, cell, static_out, plastic_out, traces, ff, stim, record, xchg, scratch) = (
-        groups
-    )
-    dt, stim_off_step = consts.dt, consts.stim_off_step
-    in_e, in_i, in_p = neuron[5], neuron[6], neuron[7]
-    st_indptr, st_post, st_code, st_table, st_pop = static_out
-    pl_indptr, pl_post, pl_slot, w_in = plastic_out
-    pending, n_pending = traces[4], traces[5]
-    r_ff, spk_ff, rate_ff, w_ff, ff_rng, inv_tau_ff = ff
-    n_ranks = xchg[4]
+def _deliver_spikes(mode, groups, ids, start, count, gid_add, lo, hi, npend):  # noqa: E501  # pragma: no cover - jitted
+    """Step (i) for the spikes ``ids[start:start+count] + gid_add`` (increasing gids) into the
+    targets ``lo..hi-1``; inputs act at step ti+1.  Each outgoing row is sorted by local post,
+    so a target range is a contiguous slice of it: a thread owning the range adds to each of
+    its targets in the same order as one thread does (bitwise the same for any split).
+    ``npend`` >= 0: also append the gids to the pending trace list from there (train modes);
+    returns the new length (or -1 when not asked)."""
+    st_indptr, st_post, st_code, st_table, st_pop = groups[3]
+    pl_indptr, pl_post, pl_slot, w_in = groups[4]
+    in_e, in_i, in_p = groups[1][5], groups[1][6], groups[1][7]
+    pending = groups[5][4]
     n = in_e.size
-    n_ff = r_ff.size
     has_static = st_post.size > 0
     by_pop = st_pop[0] != 0
     n_exc, n_exc_local = st_pop[1], st_pop[2]
     plastic_on = mode != MODE_INIT
+    training = (mode == MODE_TRAIN or mode == MODE_TRAIN_TEST) and npend >= 0
+    whole = lo == 0 and hi >= n
+    for k in range(start, start + count):
+        j = ids[k] + gid_add
+        if has_static:
+            e0, e1 = st_indptr[j], st_indptr[j + 1]
+            if not whole:
+                e0 = _lower_bound(st_post, e0, e1, lo)
+                e1 = _lower_bound(st_post, e0, e1, hi)
+            if by_pop:
+                # weights by population: posts are sorted, excitatory (local id <
+                # n_exc_local) first, so the weight changes once along the list
+                pop = 2 if j >= n_exc else 0
+                for e in range(e0, e1):
+                    post = st_post[e]
+                    w = st_table[pop + (0 if post < n_exc_local else 1)]
+                    if w > 0:
+                        in_e[post] += w
+                    elif w < 0:
+                        in_i[post] += w
+            else:
+                for e in range(e0, e1):
+                    w = st_table[st_code[e]]
+                    if w > 0:
+                        in_e[st_post[e]] += w
+                    elif w < 0:
+                        in_i[st_post[e]] += w
+        if plastic_on:
+            e0, e1 = pl_indptr[j], pl_indptr[j + 1]
+            if not whole:
+                e0 = _lower_bound(pl_post, e0, e1, lo)
+                e1 = _lower_bound(pl_post, e0, e1, hi)
+            for e in range(e0, e1):
+                post = pl_post[e]
+                in_p[post] += w_in[post, pl_slot[e]]
+        if training:
+            pending[npend] = j
+            npend += 1
+    return npend if training else -1
+
+
+@njit(cache=True)
+def _ff_draw(ti, mode, groups, fired):  # pragma: no cover - jitted
+    """Step (j), drawing part: advance the feed-forward traces, draw this step's Poisson
+    inputs (active after stim_off, spec §3.3 step 8); their ids go to ``fired[1:]``, their
+    number to ``fired[0]``.  The inputs' state is global: one thread does it."""
+    c = groups[0]
+    r_ff, spk_ff, rate_ff, w_ff, ff_rng, inv_tau_ff = groups[6]
+    n_ff = r_ff.size
     training = mode == MODE_TRAIN or mode == MODE_TRAIN_TEST
-    if True:
-        # (i) delivery in increasing presynaptic id; inputs act at step ti+1
-        npend = 0
-        for rr in range(n_ranks):
-            base = rr * stride
-            for k in range(src[base]):
-                j = src[base + 1 + k]
-                if has_static and by_pop:
-                    # weights by population: posts are sorted, excitatory (local id <
-                    # n_exc_local) first, so the weight changes once along the list
-                    pop = 2 if j >= n_exc else 0
-                    for e in range(st_indptr[j], st_indptr[j + 1]):
-                        post = st_post[e]
-                        w = st_table[pop + (0 if post < n_exc_local else 1)]
-                        if w > 0:
-                            in_e[post] += w
-                        elif w < 0:
-                            in_i[post] += w
-                elif has_static:
-                    for e in range(st_indptr[j], st_indptr[j + 1]):
-                        w = st_table[st_code[e]]
-                        if w > 0:
-                            in_e[st_post[e]] += w
-                        elif w < 0:
-                            in_i[st_post[e]] += w
-                if plastic_on:
-                    for e in range(pl_indptr[j], pl_indptr[j + 1]):
-                        post = pl_post[e]
-                        in_p[post] += w_in[post, pl_slot[e]]
-                if training:
-                    pending[npend] = j
-                    npend += 1
-        n_pending[0] = npend
-        # (j) feed-forward Poisson inputs, active after stim_off (spec §3.3 step 8)
-        if n_ff > 0 and ti > stim_off_step:
-            row = ti - stim_off_step - 1
-            for c in range(n_ff):
-                if training:
-                    r_ff[c] = r_ff[c] + (-dt * r_ff[c] + spk_ff[c]) * inv_tau_ff
-                spk_ff[c] = 0.0
-                if uniform(ff_rng, c) < rate_ff[row, c]:
-                    spk_ff[c] = 1.0
-                    if plastic_on:
-                        for i in range(n):
-                            in_p[i] += w_ff[i, c]
+    nf = 0
+    if n_ff > 0 and ti > c.stim_off_step:
+        row = ti - c.stim_off_step - 1
+        for q in range(n_ff):
+            if training:
+                r_ff[q] = r_ff[q] + (-c.dt * r_ff[q] + spk_ff[q]) * inv_tau_ff
+            spk_ff[q] = 0.0
+            if uniform(ff_rng, q) < rate_ff[row, q]:
+                spk_ff[q] = 1.0
+                fired[1 + nf] = q
+                nf += 1
+    fired[0] = nf
+    return nf
+
+
+@njit(cache=True)
+def _ff_deliver(mode, groups, fired, lo, hi):  # pragma: no cover - jitted
+    """Step (j), delivery part: the drawn inputs ``fired`` (increasing ids) into the owned
+    neurons ``lo..hi-1``, after the recurrent spikes of the same step."""
+    if mode != MODE_INIT:
+        w_ff = groups[6][3]
+        in_p = groups[1][7]
+        for k in range(fired[0]):
+            q = fired[1 + k]
+            for i in range(np.uint64(lo), np.uint64(hi)):
+                in_p[i] += w_ff[i, q]
+
+
+@njit(cache=True)
+def _delivery_phase(ti, mode, task, groups, src, stride):  # pragma: no cover - jitted
+    """Steps (i)-(j) of step ``ti`` on one thread: deliver the exchanged spikes (rank-major =
+    gid order) to every owned neuron, then the feed-forward inputs."""
+    n_ranks = groups[9][4]
+    n = groups[1][5].size
+    n_pending = groups[5][5]
+    npend = 0
+    for rr in range(n_ranks):
+        base = rr * stride
+        npend = _deliver_spikes(mode, groups, src, base + 1, src[base], 0, 0, n, npend)
+    n_pending[0] = max(npend, 0)
+    fired = groups[10][5][0]
+    _ff_draw(ti, mode, groups, fired)
+    _ff_deliver(mode, groups, fired, 0, n)
 
 
 @njit(cache=True)
@@ -379,9 +449,10 @@ def _fill_send(send, local_spk, nsp, gid0, cap):  # pragma: no cover - jitted
 def run_steps_serial(t_first, t_last, mode, task, groups):  # pragma: no cover - jitted
     """One process, built-in cell models: the cached entry point."""
     send, local_spk = groups[9][0], groups[9][2]
-    gid0 = groups[0].gid0
+    gid0, n = groups[0].gid0, groups[0].n_owned
     for ti in range(t_first, t_last + 1):
-        nsp = _neuron_phase(ti, mode, task, groups)
+        _apply_pending(ti, mode, groups)
+        nsp = _neuron_phase(ti, mode, task, groups, 0, n, local_spk, 0)
         _fill_send(send, local_spk, nsp, gid0, nsp)
         _delivery_phase(ti, mode, task, groups, send, nsp + 1)
     return 0
@@ -407,9 +478,10 @@ def make_run_steps(exchange, cell_step=None, clock=None):
     def run_steps(t_first, t_last, mode, task, groups):  # pragma: no cover - jitted
         send, recv, local_spk, cap_arr, n_ranks, overflow = groups[9]
         overflow_t = groups[10][4]
-        gid0 = groups[0].gid0
+        gid0, n = groups[0].gid0, groups[0].n_owned
         for ti in range(t_first, t_last + 1):
-            nsp = neuron_phase(ti, mode, task, groups)
+            _apply_pending(ti, mode, groups)
+            nsp = neuron_phase(ti, mode, task, groups, 0, n, local_spk, 0)
             cap = cap_arr[0]
             _fill_send(send, local_spk, nsp, gid0, cap)
             exchange(send, recv, cap + 1, overflow_t)

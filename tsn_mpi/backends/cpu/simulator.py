@@ -3,14 +3,20 @@
 A :class:`CpuSimulator` is built once per phase from the rank's :class:`Network`; each trial
 starts with :meth:`start_trial` and advances with :meth:`advance` over step ranges.  The
 training driver calls RLS between chunks (learning happens at the *start* of a step, spec §3.3
-step 2) using :meth:`traces_at`.
+step 2) using :meth:`traces_at`.  The loop runs on ``run.loop_threads`` threads
+(:mod:`~tsn_mpi.backends.cpu.threads`; :mod:`~tsn_mpi.backends.cpu.loop_threads`), with the same
+results for any count; 'auto' may switch between one thread and its count from call to call.
 """
 
 from __future__ import annotations
 
+import time
+
+import numba
 import numpy as np
 
 from tsn_mpi import rng
+from tsn_mpi.backends.cpu import sync
 from tsn_mpi.backends.cpu.loop import (
     draw_normals,
     init_voltages,
@@ -18,6 +24,10 @@ from tsn_mpi.backends.cpu.loop import (
     run_steps_serial,
     trace_values,
 )
+from tsn_mpi.backends.cpu.loop_threads import call, make_run_steps_threads
+from tsn_mpi.backends.cpu.threads import Tuner, choose, layer_problem, spin_us
+from tsn_mpi.backends.cpu.threads import bounds as thread_bounds
+from tsn_mpi.errors import ConfigError
 from tsn_mpi.models.builtin import LIF, builtin_initial_voltages
 from tsn_mpi.network.stimulus import OnlineOU
 from tsn_mpi.simulate.maps import balanced_drive, outgoing_maps, trace_constants
@@ -30,6 +40,42 @@ from tsn_mpi.simulate.trial import (
     exchange_capacity,
     init_statistics,
 )
+
+# the time loop's threads and why, of the simulator built last in this process (run headers)
+LOOP_THREADS: list = [1, ""]
+
+
+def _choose_threads(cfg, comm, n: int) -> tuple[int, str]:
+    """Threads of this rank's time loop (``run.loop_threads``); one line on a bad setting."""
+    setting = getattr(cfg.run, "loop_threads", "auto")
+    try:
+        nt, why = choose(setting, n)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if nt > 1 and comm.size > 1 and not _mpi_threads_ok():
+        return 1, "1 thread: MPI was initialised below MPI_THREAD_SERIALIZED"
+    return nt, why
+
+
+def _mpi_threads_ok() -> bool:
+    """Whether a prange thread may call MPI (the exchange runs on the loop's thread 0, which is
+    not always the thread that initialised MPI).  A read-only query of the running MPI."""
+    try:
+        from mpi4py import MPI
+
+        return MPI.Query_thread() >= MPI.THREAD_SERIALIZED
+    except Exception:  # noqa: BLE001 - no MPI: nothing to check
+        return True
+
+
+def _threaded(run, nt: int, tc: tuple):
+    """``run`` (a threaded entry point) on ``nt`` threads as ``f(t_first, t_last, mode, task,
+    groups)``."""
+
+    def threaded(t_first, t_last, mode, task, groups):
+        call(run, nt, t_first, t_last, mode, task, groups, tc)
+
+    return threaded
 
 
 class CpuSimulator:
@@ -48,8 +94,13 @@ class CpuSimulator:
         maps = outgoing_maps(net, N, all_traces=cfg.learning.mode == "small")
         by_pop = bool(net.st_by_population)
         n_exc_local = min(max(d.n_exc - net.owned.start, 0), n)
-        self.static_out = (maps.st_indptr, maps.st_post, maps.st_code, net.st_table,
-                           np.array([int(by_pop), d.n_exc, n_exc_local], np.int64))
+        self.static_out = (
+            maps.st_indptr,
+            maps.st_post,
+            maps.st_code,
+            net.st_table,
+            np.array([int(by_pop), d.n_exc, n_exc_local], np.int64),
+        )
         self.plastic_out = (maps.pl_indptr, maps.pl_post, maps.pl_slot, net.w_in)
         self.needed = maps.needed
         del maps
@@ -110,24 +161,35 @@ class CpuSimulator:
             n_max = int(comm.allreduce_max(np.array([n], np.int64))[0])
             cap = exchange_capacity(n_max, dt)
         self._alloc_exchange(cap)
-        self.local_spk = np.zeros(max(n, 1), np.int32)
         self.overflow = np.zeros(2, np.int64)
-        if comm.size == 1 and cell.model_id >= 0:
-            self._run = run_steps_serial
-        else:
-            clock = comm.step_clock() if hasattr(comm, "step_clock") else None
-            self._run = make_run_steps(comm.step_exchange(),
-                                       None if cell.model_id >= 0 else cell.step, clock)
+        self.all_spk = np.zeros(max(n, 1), np.int32)
+        self._user_step = None if cell.model_id >= 0 else cell.step
+        self._clock = comm.step_clock() if hasattr(comm, "step_clock") else None
+        self._node_ranks = comm.node_size() if comm.size > 1 else 1  # collective: every rank
+        nt, why = _choose_threads(cfg, comm, n)
+        self.set_loop_threads(nt, why, tune=getattr(cfg.run, "loop_threads", "auto") == "auto")
         # scratch and the cell tuple (LIF parameters as contiguous arrays for the fast path)
         pad = -(-max(n, 1) // 8) * 8
         # seconds in the per-step allgather and in spike delivery (MPI only: timed with MPI_Wtime)
         self.exchange_s = np.zeros(2)
-        self.scratch = (np.zeros(n, np.float64), np.zeros(n, f32), np.zeros(n, f32),
-                        np.zeros(pad, np.uint8), self.exchange_s)
+        # ff_fired: the feed-forward inputs drawn at a step (count, ids), two rows: the threaded
+        # loop draws step t+1's while other threads still deliver step t's
+        self.ff_fired = np.zeros((2, lx + 1), np.int32)
+        self.scratch = (
+            np.zeros(n, np.float64),
+            np.zeros(n, f32),
+            np.zeros(n, f32),
+            np.zeros(pad, np.uint8),
+            self.exchange_s,
+            self.ff_fired,
+        )
         if cell.model_id == LIF:
             p = cell.params
-            lif = (p[:, 0].astype(f32), dt * p[:, 1].astype(f32).astype(np.float64),
-                   p[:, 2].astype(f32))
+            lif = (
+                p[:, 0].astype(f32),
+                dt * p[:, 1].astype(f32).astype(np.float64),
+                p[:, 2].astype(f32),
+            )
         else:
             lif = (np.zeros(0, f32), np.zeros(0), np.zeros(0, f32))
         self.cell_tuple = (int(cell.model_id), cell.params, cell.state, *lif)
@@ -136,13 +198,64 @@ class CpuSimulator:
         self.task = 0
 
     # ------------------------------------------------------------------------------------
+    def set_loop_threads(self, nt: int, why: str = "", tune: bool = False) -> None:
+        """Run the time loop on ``nt`` threads from now on (results are the same for any).
+        ``tune``: 'auto' at run time, ``nt`` or one thread, whichever measures faster
+        (:class:`~tsn_mpi.backends.cpu.threads.Tuner`)."""
+        n = self.n
+        if int(nt) > numba.config.NUMBA_NUM_THREADS:
+            raise ValueError(f"{nt} loop threads: numba has {numba.config.NUMBA_NUM_THREADS}")
+        nt = max(1, min(int(nt), max(n, 1)))
+        if nt > 1 and layer_problem() is not None:
+            nt, why = 1, f"1 thread: {layer_problem()}"
+        self.loop_threads, self.loop_threads_why = nt, why
+        self.tuner = Tuner(nt) if tune and nt > 1 else None
+        LOOP_THREADS[:] = [nt, why + ("; one when that measures faster" if self.tuner else "")]
+        # spike ids found at a step: threads write their ranges; one process alternates two
+        # halves by step parity (a thread may start step t+1 while others deliver step t)
+        self.local_spk = np.zeros(max(n, 1) * (2 if nt > 1 else 1), np.int32)
+        self.tc = None
+        if nt == 1:
+            self._run = self._serial_entry()
+            self._runs = {1: self._run}
+            return
+        spins = sync.spins_for(spin_us(nt, self._node_ranks))
+        run = make_run_steps_threads(self.comm.step_exchange() if self.comm.size > 1 else None,
+                                     self._user_step, self._clock)  # fmt: skip
+        self.tc = self._thread_control(nt, spins)
+        self._run = _threaded(run, nt, self.tc)
+        self._runs = {nt: self._run}
+        if self.tuner is not None:
+            # the one-thread alternative: the cached serial loop in one process, else the same
+            # compiled threaded loop on one thread (no second start-up compilation)
+            cached = self.comm.size == 1 and self._user_step is None
+            self._runs[1] = (self._serial_entry() if cached
+                             else _threaded(run, 1, self._thread_control(1, spins)))  # fmt: skip
+
+    def _serial_entry(self):
+        """The one-thread loop: cached in one process with a built-in cell model."""
+        if self.comm.size == 1 and self._user_step is None:
+            return run_steps_serial
+        return make_run_steps(self.comm.step_exchange(), self._user_step, self._clock)
+
+    def _thread_control(self, nt: int, spins: int) -> tuple:
+        """Thread ranges, meeting counters, spike counts per thread, flags, a spike buffer."""
+        return (thread_bounds(self.n, nt), sync.counters(2), np.zeros((2, nt), np.int64),
+                np.zeros(1, np.int64), self.all_spk, spins)  # fmt: skip
+
     def _alloc_exchange(self, cap: int) -> None:
         self.cap = np.array([cap], dtype=np.int64)
         self.send = np.zeros(cap + 1, np.int32)
         self.recv = np.zeros((cap + 1) * self.comm.size, np.int32)
 
-    def start_trial(self, mode: str, trial_key: int, task: int, record_cols=None,
-                    roll_vars: tuple[str, ...] = ()) -> None:
+    def start_trial(
+        self,
+        mode: str,
+        trial_key: int,
+        task: int,
+        record_cols=None,
+        roll_vars: tuple[str, ...] = (),
+    ) -> None:
         """Reset the per-trial state (spec §3.2) and set up recording.
 
         ``record_cols``: local ids recorded in the rolling averages / spike times (None = none).
@@ -162,10 +275,25 @@ class CpuSimulator:
         self.ou_rng[:] = rng.stream_states(seed, rng.STIMULUS, gids, task)
         self.ou_s[:] = 0.0
         self.ff_rng[:] = rng.stream_states(
-            seed, rng.FF_SPIKES, np.arange(d.l_ff, dtype=np.int64), trial_key)
-        for a in (self.u_bale, self.u_bali, self.u_plas, self.u_bal, self.in_e, self.in_i,
-                  self.in_p, self.ns, self.r_ff, self.spk_ff, self.uavg, self.u0_sum,
-                  self.u0_sumsq, self.r_val, self.r_step):
+            seed, rng.FF_SPIKES, np.arange(d.l_ff, dtype=np.int64), trial_key
+        )
+        for a in (
+            self.u_bale,
+            self.u_bali,
+            self.u_plas,
+            self.u_bal,
+            self.in_e,
+            self.in_i,
+            self.in_p,
+            self.ns,
+            self.r_ff,
+            self.spk_ff,
+            self.uavg,
+            self.u0_sum,
+            self.u0_sumsq,
+            self.r_val,
+            self.r_step,
+        ):
             a[:] = 0
         self.last_spike[:] = -100.0
         self.n_pending[0] = 0
@@ -192,21 +320,64 @@ class CpuSimulator:
         mu, b, sig = self.ou
         groups = (
             self.consts,
-            (self.v, self.u_bale, self.u_bali, self.u_plas, self.u_bal, self.in_e, self.in_i,
-             self.in_p, self.last_spike, self.ns, self.x_bal, self.sigma, self.inv_tau_post,
-             self.noise_rng),
-            self.cell_tuple, self.static_out, self.plastic_out,
+            (
+                self.v,
+                self.u_bale,
+                self.u_bali,
+                self.u_plas,
+                self.u_bal,
+                self.in_e,
+                self.in_i,
+                self.in_p,
+                self.last_spike,
+                self.ns,
+                self.x_bal,
+                self.sigma,
+                self.inv_tau_post,
+                self.noise_rng,
+            ),
+            self.cell_tuple,
+            self.static_out,
+            self.plastic_out,
             (self.r_val, self.r_step, self.a_pre, self.inc_pre, self.pending, self.n_pending),
-            (self.r_ff, self.spk_ff, self.rate_ff, self.net.w_ff, self.ff_rng,
-             float(self.inc_pre[0])),
-            (self.stim_arr, self.stim_online, self.ou_s, self.ou_rng, float(mu), float(b),
-             float(sig)),
-            (self.group_of_step, self.roll_idx, self.roll_sel, self.roll, self.spk_idx,
-             self.spk_steps, self.uavg, self.u0_sum, self.u0_sumsq),
+            (
+                self.r_ff,
+                self.spk_ff,
+                self.rate_ff,
+                self.net.w_ff,
+                self.ff_rng,
+                float(self.inc_pre[0]),
+            ),
+            (
+                self.stim_arr,
+                self.stim_online,
+                self.ou_s,
+                self.ou_rng,
+                float(mu),
+                float(b),
+                float(sig),
+            ),
+            (
+                self.group_of_step,
+                self.roll_idx,
+                self.roll_sel,
+                self.roll,
+                self.spk_idx,
+                self.spk_steps,
+                self.uavg,
+                self.u0_sum,
+                self.u0_sumsq,
+            ),
             (self.send, self.recv, self.local_spk, self.cap, self.comm.size, self.overflow),
             self.scratch,
         )
-        self._run(t_first, t_last, self.mode, self.task, groups)
+        if self.tuner is None:
+            self._run(t_first, t_last, self.mode, self.task, groups)
+        else:
+            nt = self.tuner.next()
+            t0 = time.perf_counter()
+            self._runs[nt](t_first, t_last, self.mode, self.task, groups)
+            self.tuner.record(nt, time.perf_counter() - t0, t_last - t_first + 1)
         if self.overflow[1] > self.cap[0]:
             # grow the fixed buffer so later steps need one collective again (same on all ranks)
             self._alloc_exchange(int(self.overflow[1] * 1.5) + 16)
@@ -235,11 +406,15 @@ class CpuSimulator:
         n_groups, n_vars, n_cols = self.roll.shape
         if n_cols == self.n and n_vars:
             rows["trial_roll"] = np.ascontiguousarray(
-                self.roll.reshape(n_groups * n_vars, n_cols).T)
+                self.roll.reshape(n_groups * n_vars, n_cols).T
+            )
         globs = {
-            "trial_r_val": self.r_val, "trial_r_step": self.r_step,
+            "trial_r_val": self.r_val,
+            "trial_r_step": self.r_step,
             "trial_pending": self.pending[: self.n_pending[0]].copy(),
-            "trial_r_ff": self.r_ff, "trial_spk_ff": self.spk_ff, "trial_ff_rng": self.ff_rng,
+            "trial_r_ff": self.r_ff,
+            "trial_spk_ff": self.spk_ff,
+            "trial_ff_rng": self.ff_rng,
         }
         return rows, globs
 
