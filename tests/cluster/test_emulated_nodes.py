@@ -30,22 +30,21 @@ TSN = [sys.executable, "-m", "tsn_mpi"]
 MPI_VENV = Path(os.environ.get("TSN_MPI_VENV", "/tmp/tsn-venv-mpi"))
 H5_PROG = ROOT / "tests" / "mpi" / "h5_write_read.py"
 
-_why = why_not_up(3) or (None if have_mpi() else "mpi4py/mpiexec not installed")
-pytestmark = [
-    pytest.mark.cluster,
-    pytest.mark.mpi,
-    pytest.mark.skipif(_why is not None, reason=_why or ""),
-]
+pytestmark = [pytest.mark.cluster, pytest.mark.mpi]
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _only_when_asked(request) -> None:
-    """Real multi-node launches: run with ``-m cluster`` (as CI does) or TSN_CLUSTER_TESTS=1."""
+    """Real multi-node launches: run with ``-m cluster`` (as CI does) or TSN_CLUSTER_TESTS=1,
+    and only on a running emulated cluster of 3 nodes (otherwise skipped, saying why)."""
     if (
         "cluster" not in (request.config.getoption("markexpr") or "")
         and os.environ.get("TSN_CLUSTER_TESTS") != "1"
     ):
         pytest.skip("cluster tests run with -m cluster (or TSN_CLUSTER_TESTS=1)")
+    why = why_not_up(3) or (None if have_mpi() else "mpi4py/mpiexec not installed")
+    if why:
+        pytest.skip(why)
 
 
 def on_nodes(
@@ -206,6 +205,14 @@ def test_parallel_hdf5_from_ranks_on_different_nodes(tmp_path, strategy):
         "TSN_TEST_H5_WRITES": strategy,
         "TSN_TEST_IO_BYTES": "100",
         "NUMBA_CACHE_DIR": "/tmp/tsn-numba-mpi",
+        # Debian's MPICH 4.0.2 runs on UCX 1.13, whose TCP transport can spin forever in
+        # MPI_Finalize's endpoint flush while the peers already wait in the launcher's barrier
+        # (openucx/ucx#8738): here 5 of 28 launches hung after every rank had printed "ok"
+        # (one rank in uct_tcp_iface_progress, three in PMI's read; UCX_TLS=tcp,self too),
+        # 0 of 24 with finalize skipped.  The file is closed (and checked below) before, so
+        # skip MPI_Finalize for this stack; the PyPI MPICH (ch4:ofi) of the other tests
+        # finalizes normally.
+        "MPI4PY_RC_FINALIZE": "false",
     }
     path = tmp_path / "x.h5"
     r = on_nodes(2, 2, [py, str(H5_PROG), "4", "write", str(path)], exe=exe, env=env)
