@@ -233,3 +233,23 @@ def test_interconnect_sets_the_exchange_between_nodes() -> None:
         plan(c, 4, ranks_per_node=2, interconnect="carrier-pigeon")
     with pytest.raises(Exception, match="run.interconnect"):
         c.replace(run__interconnect="fast")
+
+
+def test_time_loop_divides_by_the_loop_threads():
+    from tsn_mpi import plan as plan_mod
+    from tsn_mpi.config import derive
+
+    c = cfg()  # the default model: 4096 neurons
+    steps = derive(c).n_steps
+    key = "per-step overhead and allgather"
+    one = plan(c.replace(run__loop_threads=1), 1, cores_per_node=16)
+    auto = plan(c, 1, cores_per_node=16)
+    assert one["loop_threads"] == 1 and auto["loop_threads"] == 4  # >= 1024 neurons each
+    for k in ("neuron updates", "synaptic events"):
+        assert auto["time"][k] == pytest.approx(one["time"][k] / 4)
+    assert auto["time"][key] - one["time"][key] == pytest.approx(steps * plan_mod.C_SYNC)
+    mpi = plan(c.replace(run__loop_threads=2), 2, cores_per_node=16)  # two meetings per step
+    mpi1 = plan(c.replace(run__loop_threads=1), 2, cores_per_node=16)
+    assert mpi["time"][key] - mpi1["time"][key] == pytest.approx(2 * steps * plan_mod.C_SYNC)
+    assert plan(c.replace(run__loop_threads=64), 1, cores_per_node=16)["loop_threads"] == 16
+    assert plan(c, 1, cores_per_node=16, gpu=True)["loop_threads"] == 1

@@ -1,8 +1,8 @@
 """Every mode of the CPU time loop on 1, 2 and 3 threads, bitwise compared (run by
 test_loop_threads.py with NUMBA_NUM_THREADS=3 on an initialised run directory).
 
-For the built-in cell model and a user cell model (the same LIF kernels behind model_id -1,
-so the user path is compiled), each thread count runs init, train, train_test and test
+For the built-in cell model and a user cell model (the same kernels behind model_id -1, so
+the user path is compiled), each thread count runs init, train, train_test and test
 trials, advanced in uneven chunks, on random feed-forward weights; then a simulator switches
 thread count between chunks (as 'auto' may).  The per-neuron state, traces, pending list,
 recordings and results must equal the one-thread run's exactly.  Prints OK.
@@ -52,6 +52,7 @@ def trials(sim, d) -> dict:
         for k in STATE:
             out[f"{mode}/{k}"] = np.copy(getattr(sim, k))
         out[f"{mode}/pending"] = sim.pending[: sim.n_pending[0]].copy()
+        out[f"{mode}/cell_state"] = sim.cell.state.copy()
         for k in ("ns", "bins", "spike_steps", "uavg", "u0_std"):
             v = getattr(res, k)
             if v is not None:
@@ -72,8 +73,8 @@ def main() -> None:
     def cells():
         yield "builtin", (1, 2, 3), copy.deepcopy(base)
         c = copy.deepcopy(base)
-        user = CellModel("user-lif", c.params, c.state, c.init_v, c.step, c.param_names)
-        yield "user", (1, 3), user
+        user = CellModel("user", c.params, c.state, c.init_v, c.step, c.param_names)
+        yield "user", (1,), user  # its threaded loop runs in the switching stage below
 
     for name, counts, cell in cells():
         ref = None

@@ -26,12 +26,14 @@ from tsn_mpi.backends.cpu.threads import (
 
 HERE = Path(__file__).resolve().parent
 
-# tiny, plus feed-forward inputs and current noise: every branch of the loop runs
+# tiny, plus feed-forward inputs, current noise and a cell model with state (GLIF3; the LIF
+# fast path runs in tests/phases/test_loop_threads.py): every branch of the loop runs
 FEATURES = """
 [plastic]
 l_ff = 8
 
 [neuron]
+model = "tsn_mpi.models.glif:glif3"
 noise_sigma = 0.3
 noise_model = "current"
 """

@@ -3,9 +3,11 @@
 'auto' (the default) takes the rank's numba threads (``NUMBA_NUM_THREADS``, else the cores
 available to the rank shared among its node's ranks: ``comm.threads.share_cores``), but no more
 than leave each thread ``MIN_NEURONS_PER_THREAD`` owned neurons: the threads meet once or twice
-per step, a few hundred nanoseconds on idle cores, so a thread needs a few microseconds of work
-per step to gain.  An integer asks for that many (at most the rank's numba threads).  Results are
-bitwise the same for any choice.  Pure Python: ``plan`` and ``info`` import it without numba.
+per step (~1 us each while every thread has a core), so a thread needs a few microseconds of
+work per step to gain; at run time :class:`Tuner` then keeps one thread while that measures
+faster (cores shared with other jobs).  An integer asks for that many (at most the rank's numba
+threads).  Results are bitwise the same for any choice.  Pure Python: ``plan`` and ``info``
+import it without numba.
 """
 
 from __future__ import annotations
