@@ -127,10 +127,11 @@ INTERCONNECTS: dict[str, tuple[float, float]] = {
     "shm": (LAT_MPI, SHM_GBS),
     # HDR/EDR InfiniBand, RDMA: ~1-2 us per message, 100 Gb/s (an estimate, not measured here)
     "infiniband": (LAT_NET_DOUBLING, NET_GBS),
-    # kernel TCP between nodes (UCX tcp): the time loop's exchange per step between 2 emulated
-    # nodes, 43 us in the least disturbed run of benchmarks/internode.py (41-49 us in infra
-    # notes §9); a 1-byte ping-pong allgather alone costs 16-25 us there.  10 GbE bandwidth.
-    "ethernet-tcp": (45.0e-6, 1.25),
+    # kernel TCP between nodes (UCX tcp): a 2-rank allgather between emulated nodes (network
+    # namespaces of one host: the software path only, no NIC, wire or switch) takes 15 us,
+    # benchmarks/internode.py on a quiet machine; a real 10-25 GbE link adds ~5-20 us (pass
+    # the measured "LAT_US,GBS" of a cluster).  10 GbE bandwidth.
+    "ethernet-tcp": (15.0e-6, 1.25),
 }
 
 P_BYTES = {"float64": 8, "float32": 4, "float16": 2, "int32": 4, "int16": 2}

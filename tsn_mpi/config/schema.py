@@ -124,9 +124,10 @@ KEYS: list[Key] = [
       "--checkpoint-keep.", non_negative),
     K("run", "interconnect", "infiniband", str, "The network between nodes that 'tsn-mpi plan' "
       "assumes for the per-step exchange: 'infiniband' (~2 us per message, 12 GB/s), "
-      "'ethernet-tcp' (~45 us, 1.25 GB/s: TCP, measured between emulated nodes), 'shm' (as "
-      "fast as within a node), or 'LAT_US' / 'LAT_US,GBS' (e.g. '25,1.25'). Does not change how "
-      "a run executes. CLI: plan --interconnect.", interconnect_spec),
+      "'ethernet-tcp' (~15 us, 1.25 GB/s: kernel TCP measured between emulated nodes; a real "
+      "link adds 5-20 us), 'shm' (as fast as within a node), or 'LAT_US' / 'LAT_US,GBS' (e.g. "
+      "'25,1.25'). Does not change how a run executes. CLI: plan --interconnect.",
+      interconnect_spec),
     K("run", "loop_threads", "auto", (str, int), "Threads of each rank's CPU time loop "
       "(neuron update and spike delivery; RLS always uses all the rank's numba threads): "
       "'auto' = the rank's numba threads (NUMBA_NUM_THREADS, else its cores / ranks on the "
