@@ -127,10 +127,12 @@ INTERCONNECTS: dict[str, tuple[float, float]] = {
     "shm": (LAT_MPI, SHM_GBS),
     # HDR/EDR InfiniBand, RDMA: ~1-2 us per message, 100 Gb/s (an estimate, not measured here)
     "infiniband": (LAT_NET_DOUBLING, NET_GBS),
-    # kernel TCP between nodes (UCX tcp): a 2-rank allgather between emulated nodes (network
-    # namespaces of one host: the software path only, no NIC, wire or switch) takes 15 us,
-    # benchmarks/internode.py on a quiet machine; a real 10-25 GbE link adds ~5-20 us (pass
-    # the measured "LAT_US,GBS" of a cluster).  10 GbE bandwidth.
+    # kernel TCP between nodes: between 2 emulated nodes (network namespaces of one host: the
+    # software path only, no NIC, wire or switch) a bare 2-rank allgather of 33 ids takes
+    # 5.4 us and the default loop's exchange 9.7 us per step (waiting for the slower rank
+    # included); with 15 us per round plan gives the 2-node default loop within 2 % (0.600
+    # vs 0.589 s; fitted to that run, so in-sample).  benchmarks/internode.py, quiet Intel
+    # host.  A real 10-25 GbE link adds ~5-20 us (pass a cluster's measured "LAT_US,GBS").
     "ethernet-tcp": (15.0e-6, 1.25),
 }
 
