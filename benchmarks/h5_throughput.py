@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from tsn_mpi.comm import make_comm
-from tsn_mpi.io import h5_read, h5_write
+from tsn_mpi.io import h5_read, h5_strategy, h5_write
 from tsn_mpi.partition import partition
 
 L = 58
@@ -109,8 +109,8 @@ def main() -> None:
                     help="multi-rank write strategy (config key run.h5_writes)")
     args = ap.parse_args()
     comm = make_comm()
-    h5_write.set_strategy(args.strategy)
-    strat = h5_write.strategy(comm)
+    h5_strategy.set_strategy(args.strategy)
+    strat = h5_strategy.strategy(comm)
     base = args.dir or (tempfile.mkdtemp(prefix="tsn-h5bench-") if comm.rank == 0 else None)
     directory = Path(comm.bcast(base, root=0))
     results = []
@@ -121,7 +121,7 @@ def main() -> None:
         return
     if args.dir is None:
         directory.rmdir()
-    print(f"h5 throughput: strategy {strat}, {comm.size} rank(s), {h5_write.describe()}")
+    print(f"h5 throughput: strategy {strat}, {comm.size} rank(s), {h5_strategy.describe()}")
     print(
         f"{'n_cells':>8} {'MB':>8} {'write MB/s':>11} {'(calls)':>9} {'read cold':>10} {'warm':>8}"
     )
@@ -137,7 +137,7 @@ def main() -> None:
         "strategy": strat,
         "ranks": comm.size,
         "repeat": args.repeat,
-        "describe": h5_write.describe(),
+        "describe": h5_strategy.describe(),
         "machine": {
             "node": platform.node(),
             "cpus": os.cpu_count(),

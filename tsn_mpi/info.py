@@ -14,7 +14,7 @@ def collect(comm) -> dict[str, str]:
     import numpy
 
     from tsn_mpi._version import __version__
-    from tsn_mpi.io import h5_write
+    from tsn_mpi.io import h5_strategy
 
     rows: dict[str, str] = {
         "tsn-mpi": __version__,
@@ -23,11 +23,11 @@ def collect(comm) -> dict[str, str]:
         "numba": numba.__version__,
         "h5py": f"{h5py.__version__} (HDF5 {h5py.version.hdf5_version})",
     }
-    d = h5_write.describe()
+    d = h5_strategy.describe()
     rows["parallel HDF5"] = (
         f"{'yes' if d['h5py_mpi'] else 'no'}; multi-rank writes use '{d['strategy_multi_rank']}'"
     )
-    rows["checkpoint writes now"] = h5_write.strategy(comm)
+    rows["checkpoint writes now"] = h5_strategy.strategy(comm)
     try:
         import mpi4py
 

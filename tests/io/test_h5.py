@@ -18,7 +18,7 @@ from tests.mpi import pause_writes
 from tests.mpirun import mpi_env, mpiexec, requires_mpi, run_mpi_script
 from tsn_mpi.comm.serial import SerialComm
 from tsn_mpi.errors import CheckpointError, DataFileError, LaunchError
-from tsn_mpi.io import atomic, h5_read, h5_write
+from tsn_mpi.io import atomic, h5_read, h5_strategy, h5_write
 
 
 class _World:
@@ -91,22 +91,22 @@ def reference_file(tmp_path: Path) -> Path:
 
 # -- strategy and describe -------------------------------------------------------------------
 def test_strategy(monkeypatch):
-    monkeypatch.setattr(h5_write, "_forced", "auto")
-    assert h5_write.strategy(SerialComm()) == "serial"
+    monkeypatch.setattr(h5_strategy, "_forced", "auto")
+    assert h5_strategy.strategy(SerialComm()) == "serial"
     comm = ThreadComm(_World(2), 0)
-    assert h5_write.strategy(comm) == "turns"  # not an MPI communicator
-    h5_write.set_strategy("turns")
-    assert h5_write.strategy(comm) == "turns"
-    assert h5_write.strategy(SerialComm()) == "serial"
-    h5_write.set_strategy("mpio")
+    assert h5_strategy.strategy(comm) == "turns"  # not an MPI communicator
+    h5_strategy.set_strategy("turns")
+    assert h5_strategy.strategy(comm) == "turns"
+    assert h5_strategy.strategy(SerialComm()) == "serial"
+    h5_strategy.set_strategy("mpio")
     with pytest.raises(LaunchError, match="run.h5_writes = 'mpio'"):
-        h5_write.strategy(comm)
+        h5_strategy.strategy(comm)
     with pytest.raises(LaunchError, match="run.h5_writes = 'fast': expected"):
-        h5_write.set_strategy("fast")
+        h5_strategy.set_strategy("fast")
 
 
 def test_describe():
-    d = h5_write.describe()
+    d = h5_strategy.describe()
     assert d["h5py"] == h5py.__version__ and d["hdf5"] == h5py.version.hdf5_version
     assert d["h5py_mpi"] == h5py.get_config().mpi
     assert d["strategy_multi_rank"] in ("mpio", "turns")
@@ -341,7 +341,7 @@ STRATEGIES = [
     "turns",
     pytest.param(
         "mpio",
-        marks=pytest.mark.skipif(not h5_write.h5py_has_mpi(), reason="h5py built without MPI"),
+        marks=pytest.mark.skipif(not h5_strategy.h5py_has_mpi(), reason="h5py built without MPI"),
     ),
 ]
 

@@ -67,7 +67,7 @@ def csr_slice(counts, values, lo: int, hi: int):
 
 def write(path: str, comm) -> str:
     """Write the expected file from ``comm`` (each rank its own rows)."""
-    from tsn_mpi.io import h5_write
+    from tsn_mpi.io import h5_strategy, h5_write
 
     data = expected_file()
     edges = bounds(comm.size)
@@ -85,7 +85,7 @@ def write(path: str, comm) -> str:
         for name, arr in data["global"].items():
             w.write_global(name, arr)
         w.set_attrs({"model": "lif", "seed": 7 + comm.rank})
-    return h5_write.strategy(comm)
+    return h5_strategy.strategy(comm)
 
 
 def check_read(path: str, rank: int, size: int) -> None:
@@ -118,11 +118,11 @@ def main() -> None:
 
     expected, mode, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     comm = world(expected)
-    from tsn_mpi.io import h5_write
+    from tsn_mpi.io import h5_strategy, h5_write
 
     # test knobs (the package reads no environment for these): write strategy, bytes per
     # write call, and a pause before the 'complete' mark (tests/mpi/pause_writes.py)
-    h5_write.set_strategy(os.environ.get("TSN_TEST_H5_WRITES", "auto"))
+    h5_strategy.set_strategy(os.environ.get("TSN_TEST_H5_WRITES", "auto"))
     if os.environ.get("TSN_TEST_IO_BYTES"):
         h5_write.MAX_IO_BYTES = int(os.environ["TSN_TEST_IO_BYTES"])
     if os.environ.get("TSN_TEST_PAUSE"):
@@ -136,7 +136,7 @@ def main() -> None:
         check_read(path, comm.rank, comm.size)
     else:
         sys.exit(f"unknown mode {mode}")
-    print(f"rank {comm.rank}/{comm.size} strategy {h5_write.strategy(comm)} ok", flush=True)
+    print(f"rank {comm.rank}/{comm.size} strategy {h5_strategy.strategy(comm)} ok", flush=True)
 
 
 if __name__ == "__main__":

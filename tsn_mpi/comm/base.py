@@ -64,6 +64,16 @@ class Comm(Protocol):
         """This rank's node and node-local rank (collective)."""
         ...
 
+    def ranks_on_node_hint(self) -> int:
+        """Ranks of this job on this node from the launcher's environment, without meeting
+        (not collective: a rank may ask while another has failed); all ranks if unknown."""
+        ...
+
+    def threads_may_call(self) -> bool:
+        """Whether a thread other than the one that initialised it may call the communicator
+        (MPI_THREAD_SERIALIZED or more); True without MPI."""
+        ...
+
     def step_exchange(self) -> Any:
         """A jitted ``exchange(send, recv, count, timer)`` (allgather of ``count`` int32 per
         rank; adds its wall time to ``timer[0]``) for the compiled time loop."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, NoReturn
 
@@ -164,6 +165,20 @@ class MpiComm:
 
     def step_exchange(self) -> Any:
         return _jitted_exchange()
+
+    def ranks_on_node_hint(self) -> int:
+        """From MPICH/Hydra, Open MPI or SLURM's environment; all ranks if none is set."""
+        for name in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE"):
+            try:
+                return max(1, min(int(os.environ[name]), self.size))
+            except (KeyError, ValueError):
+                continue
+        return self.size
+
+    def threads_may_call(self) -> bool:
+        """A read-only query of the running MPI's thread level."""
+        MPI = _mpi()
+        return MPI.Query_thread() >= MPI.THREAD_SERIALIZED
 
     def node_size(self) -> int:
         """Ranks of this job on this node (MPI_COMM_TYPE_SHARED; collective)."""

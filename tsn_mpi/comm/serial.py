@@ -60,6 +60,12 @@ class SerialComm:
     def abort(self, code: int = 1) -> NoReturn:
         os._exit(code)
 
+    def ranks_on_node_hint(self) -> int:
+        return 1
+
+    def threads_may_call(self) -> bool:
+        return True
+
     def node_size(self) -> int:
         """Ranks of this job on this node (one process: 1)."""
         return 1

@@ -4,7 +4,7 @@ Per-neuron datasets have the global neuron id on axis 0; rank r writes its owned
 ``[start_r, stop_r)``.  Ragged per-neuron lists are CSR: ``<group>/indptr`` (n_global + 1, int64,
 global offsets) plus value datasets concatenated in gid order.
 
-Write strategies (:func:`strategy`), chosen by name:
+Write strategies (:func:`tsn_mpi.io.h5_strategy.strategy`), chosen by name:
 
 - ``serial``: one rank, plain h5py.
 - ``mpio``: h5py built with MPI (``launch/install-parallel-hdf5.sh``); collective writes.
@@ -19,9 +19,9 @@ on any rank becomes the same one-line OutputError on every rank (:mod:`tsn_mpi.i
 with the temporary file removed and the previous file, if any, left as it was.
 
 The config key ``run.h5_writes`` ('turns' forces rank-by-rank writes, 'mpio' demands the
-collective driver) reaches this module through :func:`set_strategy`, which every phase calls
-when it opens its run.  ``MAX_IO_BYTES`` caps the bytes of one write call (1 GiB; tests lower
-it to exercise the splitting).
+collective driver) reaches it through :func:`tsn_mpi.io.h5_strategy.set_strategy`, which every
+phase calls when it opens its run.  ``MAX_IO_BYTES`` caps the bytes of one write call (1 GiB;
+tests lower it to exercise the splitting).
 """
 
 from __future__ import annotations
@@ -38,58 +38,12 @@ from numpy.typing import NDArray
 
 from tsn_mpi import errors
 from tsn_mpi.comm.base import Comm
-from tsn_mpi.errors import LaunchError
 from tsn_mpi.io import atomic, checksum, space
 from tsn_mpi.io.h5_read import COMPLETE
+from tsn_mpi.io.h5_strategy import strategy
 from tsn_mpi.io.rows import LazyRows
 
-STRATEGY_KEY = "run.h5_writes"
-STRATEGIES = ("auto", "turns", "mpio")
 MAX_IO_BYTES = 1 << 30  # no single (MPI-IO) write call larger than this
-_forced = "auto"  # set_strategy(): the run's run.h5_writes
-
-
-def set_strategy(name: str) -> None:
-    """Use ``name`` ('auto', 'turns' or 'mpio': config key ``run.h5_writes``) for the files
-    this process writes from now on."""
-    global _forced
-    if name not in STRATEGIES:
-        raise LaunchError(f"{STRATEGY_KEY} = {name!r}: expected 'auto', 'turns' or 'mpio'")
-    _forced = name
-
-
-def h5py_has_mpi() -> bool:
-    """True when h5py was built against a parallel HDF5."""
-    return bool(h5py.get_config().mpi)
-
-
-def strategy(comm: Comm) -> str:
-    """How a file is written with ``comm``: "serial", "mpio" or "turns" (module docstring)."""
-    if comm.size == 1:
-        return "serial"
-    forced = _forced
-    if forced == "turns":
-        return "turns"
-    mpio = getattr(comm, "kind", "") == "mpi" and h5py_has_mpi()
-    if forced == "mpio" and not mpio:
-        raise LaunchError(
-            f"{STRATEGY_KEY} = 'mpio' but this h5py ({h5py.__version__}) has no MPI: build one "
-            "with launch/install-parallel-hdf5.sh"
-        )
-    return "mpio" if mpio else "turns"
-
-
-def describe() -> dict[str, Any]:
-    """Versions and the write strategy a multi-rank run would use (for ``tsn-mpi info``)."""
-    mpi = h5py_has_mpi()
-    forced = _forced
-    return {
-        "h5py": h5py.__version__,
-        "hdf5": h5py.version.hdf5_version,
-        "h5py_mpi": mpi,
-        "strategy_multi_rank": "turns" if forced == "turns" or not mpi else "mpio",
-        "forced": None if forced == "auto" else forced,
-    }
 
 
 def _io_bytes() -> int:

@@ -13,7 +13,7 @@ from tsn_mpi.comm import Comm, make_comm
 from tsn_mpi.comm.threads import share_cores
 from tsn_mpi.config import Config, Derived, derive, load_config, load_plugin
 from tsn_mpi.errors import ConfigError, DataFileError
-from tsn_mpi.io import h5_write
+from tsn_mpi.io import h5_strategy
 from tsn_mpi.log import Reporter
 from tsn_mpi.models.base import CellModel
 from tsn_mpi.network.context import PluginContext
@@ -58,7 +58,7 @@ def open_run(run_dir: str | Path, comm: Comm | None = None, quiet: bool = False,
     d = derive(cfg)
     part = partition(d.n_cells, comm.size)
     share_cores(comm)  # numba threads = this node's cores / its ranks, unless the user set them
-    h5_write.set_strategy(cfg.run.h5_writes)
+    h5_strategy.set_strategy(cfg.run.h5_writes)
     return Run(run_dir, cfg, d, comm, part, Reporter(comm.rank, quiet),
                get_backend(cfg.run.backend))
 

@@ -10,7 +10,6 @@ results for any count; 'auto' may switch between one thread and its count from c
 
 from __future__ import annotations
 
-import os
 import time
 
 import numba
@@ -53,33 +52,9 @@ def _choose_threads(cfg, comm, n: int) -> tuple[int, str]:
         nt, why = choose(setting, n)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if nt > 1 and comm.size > 1 and not _mpi_threads_ok():
+    if nt > 1 and comm.size > 1 and not comm.threads_may_call():
         return 1, "1 thread: MPI was initialised below MPI_THREAD_SERIALIZED"
     return nt, why
-
-
-def _ranks_on_node(comm) -> int:
-    """This node's ranks from the launcher's environment (MPICH/Hydra, Open MPI, SLURM), else
-    all of them: no collective here (a rank may build its simulator while another has failed)."""
-    if comm.size == 1:
-        return 1
-    for name in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE"):
-        try:
-            return max(1, min(int(os.environ[name]), comm.size))
-        except (KeyError, ValueError):
-            continue
-    return comm.size
-
-
-def _mpi_threads_ok() -> bool:
-    """Whether a prange thread may call MPI (the exchange runs on the loop's thread 0, which is
-    not always the thread that initialised MPI).  A read-only query of the running MPI."""
-    try:
-        from mpi4py import MPI
-
-        return MPI.Query_thread() >= MPI.THREAD_SERIALIZED
-    except Exception:  # noqa: BLE001 - no MPI: nothing to check
-        return True
 
 
 def _threaded(run, nt: int, tc: tuple):
@@ -179,7 +154,7 @@ class CpuSimulator:
         self.all_spk = np.zeros(max(n, 1), np.int32)
         self._user_step = None if cell.model_id >= 0 else cell.step
         self._clock = comm.step_clock() if hasattr(comm, "step_clock") else None
-        self._node_ranks = _ranks_on_node(comm)
+        self._node_ranks = comm.ranks_on_node_hint()  # not collective
         nt, why = _choose_threads(cfg, comm, n)
         self.set_loop_threads(nt, why, tune=getattr(cfg.run, "loop_threads", "auto") == "auto")
         # scratch and the cell tuple (LIF parameters as contiguous arrays for the fast path)
