@@ -66,7 +66,9 @@ def provenance(script: str | Path, gpu: str | None = None) -> dict:
     return {
         "script": rel,
         "revision": _git("rev-parse", "HEAD") or "unknown",
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # the code differs from the revision (results files, which scripts rewrite, aside)
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                           ":(exclude)benchmarks/results")),  # fmt: skip
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu_model": cpu_model(),

@@ -77,6 +77,12 @@ def test_running_then_killed(finished, tmp_path):
         assert "ETA" in text
         r = cli("status", str(run), "--json")  # another process, while the job writes
         assert r.returncode == 0 and json.loads(r.stdout)["job"]["running"] is True
+        # a second job on the same run directory stops with one line, the heartbeat untouched
+        r = cli("train", str(run), "--nloops", "1")
+        assert r.returncode == 2, r.stderr
+        assert f"is in use by train (pid {proc.pid} on" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert run_status(run)["job"]["pid"] == proc.pid
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()

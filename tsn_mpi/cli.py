@@ -180,7 +180,8 @@ def _data_settings(args) -> dict | None:
 
 def _force(s: argparse.ArgumentParser) -> None:
     s.add_argument("--force", action="store_true",
-                   help="start even if the memory check says the launch does not fit")
+                   help="start even if the memory check says the launch does not fit, or "
+                   "another live job's heartbeat claims the run directory")
 
 
 def _positive(name: str, value: int | None) -> None:

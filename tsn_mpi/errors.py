@@ -39,6 +39,12 @@ class DivergenceError(TsnError):
     exit_code = 3
 
 
+class RunInUseError(TsnError):
+    """Another live job (its heartbeat fresh, its process alive) is working on the run
+    directory: a second one would interleave its checkpoints and learning curve with it.
+    ``--force`` starts anyway (e.g. when that job's node died less than two minutes ago)."""
+
+
 class Interrupted(TsnError):
     """SIGTERM/SIGINT arrived; a checkpoint was written and the run stopped cleanly.
 

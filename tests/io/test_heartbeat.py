@@ -11,8 +11,14 @@ import time
 
 import pytest
 
-from tsn_mpi.errors import DivergenceError, Interrupted
-from tsn_mpi.io.heartbeat import Heartbeat, liveness, read_heartbeat, stale_after
+from tsn_mpi.errors import DivergenceError, Interrupted, RunInUseError
+from tsn_mpi.io.heartbeat import (
+    Heartbeat,
+    check_not_in_use,
+    liveness,
+    read_heartbeat,
+    stale_after,
+)
 
 
 def test_written_at_start_updates_and_end(tmp_path):
@@ -99,3 +105,32 @@ def test_a_read_only_folder_does_not_stop_the_run(tmp_path):
         assert hb.failed_writes == (0 if writable else 3)
     finally:
         ro.chmod(0o700)
+
+
+def test_a_live_job_keeps_its_run_directory(tmp_path, monkeypatch):
+    """A phase refuses a run directory whose heartbeat belongs to another live job, naming
+    it; a dead, finished or stale job's heartbeat, its own, or its SLURM job's do not stop it."""
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    check_not_in_use(tmp_path, "train")  # no heartbeat at all
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        now = time.time()
+        hb = {"state": "running", "phase": "train", "pid": proc.pid, "interval_s": 15.0,
+              "host": socket.gethostname(), "updated": now, "slurm_job": "41"}  # fmt: skip
+        (tmp_path / "heartbeat.json").write_text(json.dumps(hb))
+        with pytest.raises(RunInUseError, match=rf"in use by train \(pid {proc.pid} on "):
+            check_not_in_use(tmp_path, "test")
+        monkeypatch.setenv("SLURM_JOB_ID", "41")  # the same (requeued) SLURM job
+        check_not_in_use(tmp_path, "train")
+        monkeypatch.setenv("SLURM_JOB_ID", "42")
+        with pytest.raises(RunInUseError):
+            check_not_in_use(tmp_path, "train")
+        for other in ({"state": "finished"}, {"updated": now - 3600},
+                      {"pid": os.getpid()}):  # fmt: skip
+            (tmp_path / "heartbeat.json").write_text(json.dumps({**hb, **other}))
+            check_not_in_use(tmp_path, "train")
+    finally:
+        proc.kill()
+        proc.wait()
+    (tmp_path / "heartbeat.json").write_text(json.dumps(hb))  # its process is gone now
+    check_not_in_use(tmp_path, "train")

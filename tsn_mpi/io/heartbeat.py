@@ -10,7 +10,10 @@ heartbeat left ``running`` whose process is gone (same host) or that is older th
 :func:`stale_after` belongs to a job that was killed.  Written atomically (temporary name,
 rename): a reader sees the previous or the new content, never a partial one.
 
-Fields: ``format``, ``phase``, ``state``, ``pid``, ``host``, ``ranks``, ``command``,
+A phase refuses to start on a run directory whose heartbeat shows another live job
+(:func:`check_not_in_use`; ``--force`` overrides), so two jobs never write one run.
+
+Fields: ``format``, ``phase``, ``state``, ``pid``, ``host``, ``slurm_job``, ``ranks``, ``command``,
 ``started``/``updated``/``ended`` (Unix seconds), ``interval_s``, and what the phase adds
 (``stage``, ``progress``; train: ``loop``, ``first_loop``, ``last_loop``, ``s_per_loop``,
 ``eta_s``; test: ``trial``, ``ntrials``), ``error`` for a failed phase.
@@ -70,6 +73,7 @@ class Heartbeat:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "command": " ".join(_command()),
+            "slurm_job": os.environ.get("SLURM_JOB_ID"),
             "started": now,
             "updated": now,
             "interval_s": self.interval,
@@ -176,6 +180,28 @@ def read_heartbeat(run_dir: str | Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def check_not_in_use(run_dir: str | Path, phase: str) -> None:
+    """Raise :class:`~tsn_mpi.errors.RunInUseError` when another live job's heartbeat claims
+    ``run_dir`` (state ``running``, fresh, and on this host its process alive).  The same
+    SLURM job (a requeued or resubmitted step) may take over its own heartbeat."""
+    from tsn_mpi.errors import RunInUseError
+
+    hb = read_heartbeat(run_dir)
+    if hb is None or not liveness(hb)[0]:
+        return
+    if hb.get("host") == socket.gethostname() and int(hb.get("pid", 0) or 0) == os.getpid():
+        return
+    job = os.environ.get("SLURM_JOB_ID")
+    if job and hb.get("slurm_job") == job:
+        return
+    age = max(0, int(time.time() - float(hb.get("updated", 0.0))))
+    raise RunInUseError(
+        f"{phase}: run directory {run_dir} is in use by {hb.get('phase', '?')} (pid "
+        f"{hb.get('pid', '?')} on {hb.get('host', '?')}, heartbeat {age} s ago): wait for it, "
+        f"stop it, or pass --force if that job is gone"
+    )
 
 
 def liveness(hb: dict[str, Any], now: float | None = None) -> tuple[bool, str]:

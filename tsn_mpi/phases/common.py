@@ -63,6 +63,17 @@ def open_run(run_dir: str | Path, comm: Comm | None = None, quiet: bool = False,
                get_backend(cfg.run.backend))
 
 
+def check_not_in_use(run: Run, phase: str, force: bool = False) -> None:
+    """Stop every rank with one line when another live job works on this run directory
+    (rank 0 reads its heartbeat; collective).  ``force``: start anyway."""
+    from tsn_mpi.comm.agree import agree
+    from tsn_mpi.io.heartbeat import check_not_in_use as check
+
+    if force:
+        return
+    agree(run.comm, lambda: check(run.run_dir, phase) if run.comm.rank == 0 else None)
+
+
 def check_memory(run: Run, phase: str, force: bool = False) -> None:
     """The memory gate (:mod:`tsn_mpi.phases.memory`) for this run's launch; collective.
     Call it before the phase allocates (for the GPU, after :func:`start_backend`)."""

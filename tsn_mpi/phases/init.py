@@ -32,6 +32,7 @@ from tsn_mpi.phases.common import (
     NETWORK_NAME,
     build_cell,
     check_memory,
+    check_not_in_use,
     noise_sigma,
     open_run,
     release_incoming,
@@ -50,8 +51,9 @@ def run_init(
     """Build the network of ``run_dir`` and write network.h5 + checkpoints/ckpt-0.h5.
 
     ``force``: start even when the memory gate (:mod:`tsn_mpi.phases.memory`) says the model
-    does not fit this launch."""
+    does not fit this launch, or another live job's heartbeat claims the run directory."""
     run = open_run(run_dir, comm, quiet)
+    check_not_in_use(run, "init", force)
     check_memory(run, "init", force)
     hb = Heartbeat(
         run.run_dir, "init", active=run.comm.rank == 0, ranks=run.comm.size, n_cells=run.d.n_cells

@@ -20,6 +20,7 @@ from tsn_mpi.phases.common import (
     TEST_NAME,
     balance_by_work,
     check_memory,
+    check_not_in_use,
     open_run,
     start_backend,
 )
@@ -63,8 +64,9 @@ def run_test(run_dir: str | Path, ntrials: int = DEFAULT_TRIALS,
     """Run ``ntrials`` trials of every task; write test.h5 (rank 0) and return its path.
 
     ``force``: start even when the memory gate (:mod:`tsn_mpi.phases.memory`) says the launch
-    does not fit."""
+    does not fit, or another live job's heartbeat claims the run directory."""
     run = open_run(run_dir, comm, quiet, backend)
+    check_not_in_use(run, "test", force)
     agree(run.comm, lambda: start_backend(run))
     check_memory(run, "test", force)
     hb = Heartbeat(run.run_dir, "test", active=run.comm.rank == 0, ranks=run.comm.size,

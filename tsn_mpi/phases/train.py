@@ -33,6 +33,7 @@ from tsn_mpi.phases.common import (
     Run,
     balance_by_work,
     check_memory,
+    check_not_in_use,
     choose_task,
     open_run,
     start_backend,
@@ -135,10 +136,12 @@ def run_train(run_dir: str | Path, nloops: int | None = 1, correlation_interval:
     ``backend``: "cpu" or "gpu" overrides ``run.backend`` (the CLI's ``--gpu``).
     ``monitor_resources``: every that many seconds, sample CPU %, RSS and GPU memory of every
     rank; rank 0 prints them after each loop.  ``force``: start even when the memory gate
-    (:mod:`tsn_mpi.phases.memory`) says the launch does not fit.  ``checkpoint_every``,
+    (:mod:`tsn_mpi.phases.memory`) says the launch does not fit, or another live job's
+    heartbeat claims the run directory.  ``checkpoint_every``,
     ``checkpoint_minutes``, ``checkpoint_keep``: periodic checkpoints (None: the config's
     ``run.checkpoint_*``; :mod:`tsn_mpi.phases.checkpointing`)."""
     run = open_run(run_dir, comm, quiet, backend)
+    check_not_in_use(run, "train", force)
     sched = checkpointing.CheckpointSchedule.from_config(
         run.cfg.run, checkpoint_every, checkpoint_minutes, checkpoint_keep)
     agree(run.comm, lambda: start_backend(run))
