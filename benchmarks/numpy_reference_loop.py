@@ -95,7 +95,14 @@ class NumpyModel:
         with h5py.File(run_dir / "network.h5", "r") as f:
             indptr = f["static/indptr"][...]
             st_pre = f["static/pre"][...].astype(np.int64)
-            st_w = f["static_table"][...][f["static/code"][...]]
+            if "static_by_population" in f:  # network format 2: [E->E, E->I, I->E, I->I]
+                post = np.repeat(np.arange(N), np.diff(indptr))
+                code = 2 * (st_pre >= d.n_exc) + (post >= d.n_exc)
+                st_w = f["static_by_population"][...][code]
+            elif "static/weight" in f:
+                st_w = f["static/weight"][...]
+            else:
+                st_w = f["static_table"][...][f["static/code"][...]]
             self.pl_pre = f["plastic/pre"][...].astype(np.int64)
             self.targets = np.ascontiguousarray(f["targets"][...].transpose(1, 2, 0))  # task,m,N
             stim = dict(f.attrs)
@@ -317,6 +324,8 @@ def tsn_train(
     """Train a copy of ``base``; ``threads``: numba threads for this call (None = all)."""
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(base, dest)
+    # without NUMBA_NUM_THREADS, train's comm.threads.share_cores resets the thread count
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(threads or numba.config.NUMBA_NUM_THREADS)
     try:
         curve = tsn_mpi.train(dest, nloops=nloops, quiet=True)
