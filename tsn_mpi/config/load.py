@@ -27,7 +27,8 @@ LATE_MODEL_KEYS = frozenset({"plastic.wpee", "plastic.wpei", "plastic.wpie", "pl
 NON_MODEL_KEYS = frozenset({"run.backend", "run.h5_writes", "test.neurons", "gpu.fused",
                             "gpu.rls_kernel", "gpu.rls_unroll", "run.checkpoint_every",
                             "run.checkpoint_minutes", "run.checkpoint_keep",
-                            "run.interconnect", "run.loop_threads"})
+                            "run.interconnect", "run.loop_threads",
+                            "run.loop_spin_us"})
 
 
 class Section:

@@ -73,6 +73,12 @@ def int_or_auto(x: Any) -> str | None:
     return "must be 'auto' or an integer >= 0"
 
 
+def spin_or_auto(x: Any) -> str | None:
+    if x == "auto" or (isinstance(x, float) and 0 <= x < float("inf")):
+        return None
+    return "must be 'auto' or a number >= 0"
+
+
 def number_or_auto(x: Any) -> str | None:
     if x == "auto" or (isinstance(x, float) and abs(x) < float("inf")):
         return None
@@ -133,6 +139,10 @@ KEYS: list[Key] = [
       "'auto' = the rank's numba threads (NUMBA_NUM_THREADS, else its cores / ranks on the "
       "node), but at least 1024 owned neurons per thread; or a number up to the rank's numba "
       "threads. Results are bitwise the same for any value (docs/scaling.md).", threads_or_auto),
+    K("run", "loop_spin_us", "auto", (str, float), "How long a waiting thread of the time loop "
+      "spins (microseconds) before it sleeps in the kernel: 'auto' = 3000 while every thread "
+      "of the node's ranks has a core of its own, 2 once they share cores; or a number >= 0. "
+      "Does not change results (docs/scaling.md).", spin_or_auto),
     # ---- network -----------------------------------------------------------------------------
     K("network", "n_cells", 4096, int, "Number of recurrent neurons N.", positive, "Ncells"),
     K("network", "frac_exc", 0.5, float, "Fraction of excitatory neurons: Ne = floor(N*frac_exc)"

@@ -22,6 +22,7 @@ from tsn_mpi.backends.cpu.threads import (
     bounds,
     choose,
     loop_threads,
+    spin_us,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -105,6 +106,19 @@ def test_auto_gives_each_thread_enough_neurons():
     assert auto_threads(4096, 2) == 2 and auto_threads(1_000_000, 8) == 8
     assert loop_threads("auto", 4096, 2) == 2 and loop_threads(3, 4096, 8) == 3
     assert loop_threads(4, 2, 8) == 2  # no more threads than neurons
+
+
+def test_spin_before_sleep_from_the_config(monkeypatch):
+    """run.loop_spin_us: a number as given; 'auto' long while each thread has a core, short
+    once the node's ranks and threads share cores."""
+    from tsn_mpi.backends.cpu import threads as th
+    from tsn_mpi.comm import threads as comm_threads
+
+    monkeypatch.setattr(comm_threads, "cores_available", lambda: 8)
+    monkeypatch.setattr(th.os, "cpu_count", lambda: 8)
+    assert spin_us(2, 4, 25.0) == 25.0 and spin_us(2, 4, 0.0) == 0.0
+    assert spin_us(2, 4) == spin_us(2, 4, "auto") == th.SPIN_US  # 8 threads on 8 cores
+    assert spin_us(4, 4) == th.SPIN_US_SHARED  # 16 threads on 8 cores
 
 
 def test_an_explicit_count_above_the_ranks_threads_is_refused():

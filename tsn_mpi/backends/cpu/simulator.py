@@ -208,7 +208,8 @@ class CpuSimulator:
             self._run = self._serial_entry()
             self._runs = {1: self._run}
             return
-        spins = sync.spins_for(spin_us(nt, self._node_ranks))
+        setting = getattr(self.cfg.run, "loop_spin_us", "auto")
+        spins = sync.spins_for(spin_us(nt, self._node_ranks, setting))
         run = make_run_steps_threads(self.comm.step_exchange() if self.comm.size > 1 else None,
                                      self._user_step, self._clock)  # fmt: skip
         self.tc = self._thread_control(nt, spins)

@@ -99,13 +99,13 @@ def bounds(n: int, nt: int) -> np.ndarray:
     return np.asarray(b, np.int64)
 
 
-def spin_us(threads: int, ranks_on_node: int) -> float:
-    """How long a wait spins before sleeping: long while every thread of the node's ranks has a
-    core of its own, short once they share cores (a spinning thread would take the core from
-    the thread it waits for).  ``TSN_MPI_SPIN_US`` overrides."""
-    env = os.environ.get("TSN_MPI_SPIN_US")
-    if env:
-        return max(float(env), 0.0)
+def spin_us(threads: int, ranks_on_node: int, setting: str | float = "auto") -> float:
+    """How long a wait spins before sleeping (config key ``run.loop_spin_us``): a number is
+    taken as it is; 'auto' spins long while every thread of the node's ranks has a core of its
+    own, short once they share cores (a spinning thread would take the core from the thread it
+    waits for)."""
+    if setting != "auto":
+        return max(float(setting), 0.0)
     from tsn_mpi.comm.threads import cores_available
 
     cores = cores_available()
