@@ -80,21 +80,10 @@ def _loop_threads(rank_threads: int) -> str:
 
 
 def _threading_layer() -> str:
-    import numba
-    from numba import njit, prange
+    from tsn_mpi.backends.cpu.threads import threading_layer
 
-    @njit(parallel=True)
-    def _touch(n):  # pragma: no cover - jitted
-        s = 0
-        for i in prange(n):
-            s += i
-        return s
-
-    try:
-        _touch(4)
-        return numba.threading_layer()
-    except Exception as exc:  # noqa: BLE001
-        return f"unavailable ({exc})"
+    layer, why = threading_layer()
+    return layer if layer is not None else f"unavailable ({why})"
 
 
 def _gpus() -> str:

@@ -67,13 +67,10 @@ def choose(setting: str | int, n_owned: int) -> tuple[int, str]:
 
 
 @functools.cache
-def layer_problem() -> str | None:
-    """Why numba's threading layer cannot host the loop's per-step meetings, or None."""
+def threading_layer() -> tuple[str | None, str]:
+    """(numba's threading layer, '') once a parallel region has run, or (None, why not)."""
     import numba
     from numba import njit, prange
-
-    if os.environ.get("OMP_DYNAMIC", "").strip().lower() in ("true", "1", "yes"):
-        return "OMP_DYNAMIC may start fewer threads than the loop waits for"
 
     @njit(parallel=True)
     def _touch(n):  # pragma: no cover - jitted
@@ -84,9 +81,18 @@ def layer_problem() -> str | None:
 
     try:
         _touch(4)
-        layer = numba.threading_layer()
+        return numba.threading_layer(), ""
     except Exception as exc:  # noqa: BLE001
-        return f"no numba threading layer ({exc})"
+        return None, str(exc)
+
+
+def layer_problem() -> str | None:
+    """Why numba's threading layer cannot host the loop's per-step meetings, or None."""
+    if os.environ.get("OMP_DYNAMIC", "").strip().lower() in ("true", "1", "yes"):
+        return "OMP_DYNAMIC may start fewer threads than the loop waits for"
+    layer, why = threading_layer()
+    if layer is None:
+        return f"no numba threading layer ({why})"
     if layer not in LAYERS:
         return f"numba threading layer {layer!r} (the loop needs 'omp' or 'workqueue')"
     return None
