@@ -57,6 +57,8 @@ sys.path.insert(0, str(ROOT))
 
 from _provenance import save_json  # noqa: E402
 
+from tests.procs import descendants  # noqa: E402
+
 KINDS = (
     "sigkill-rank",
     "sigterm-job",
@@ -84,23 +86,6 @@ def env() -> dict[str, str]:
     e["PYTHONUNBUFFERED"] = "1"
     e.pop("TSN_MPI_COMM", None)
     return e
-
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
 
 
 def rank_pids(pid: int) -> list[int]:

@@ -16,6 +16,7 @@ import pytest
 from tests import tmpfs
 from tests.conftest import ROOT, cli, write_tiny
 from tests.mpirun import TSN, mpi_env, mpiexec, requires_mpi, run_mpi
+from tests.procs import descendants
 
 small_fs = tmpfs.small_fs  # fixture: a size-limited tmpfs made by the test
 HOOK = str(ROOT / "tests" / "mpi" / "skip_space_check.py")
@@ -31,28 +32,9 @@ def _labels(run: Path) -> list[str]:
     return sorted(p.name for p in (run / "checkpoints").iterdir())
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (from /proc; the ranks under mpiexec's proxy)."""
-    children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                stat = Path(f"/proc/{d}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
 def _rank_pids(pid: int) -> list[int]:
     ranks = []
-    for c in _descendants(pid):
+    for c in descendants(pid):
         try:
             cmd = Path(f"/proc/{c}/cmdline").read_bytes().split(b"\0")
         except OSError:
